@@ -1,0 +1,1 @@
+"""The tray app. The only package that imports PySide6 / qasync."""
