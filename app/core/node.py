@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 from app import __version__
@@ -89,9 +90,11 @@ class Node:
         *,
         node_id: str,
         port: int | None = None,
+        config_path: Path | None = None,
         bus: EventBus | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.bus = bus or EventBus()
         self.tasks = TaskTracker("node")
         self._port_override = port

@@ -1,0 +1,93 @@
+"""``lumen-hub start``: run the node, under the tray app when there is a display, else headless."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.cli import EXIT_FAILURE, EXIT_OK
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "start",
+        help="start the node (tray app when a display is available, else headless)",
+        description="Start the Lumen node: bind the gRPC port, serve health, advertise on mDNS.",
+    )
+    p.add_argument("--config", type=Path, help="config file (default: $LUMEN_CONFIG or the platform path)")
+    p.add_argument("--headless", action="store_true", help="never start the tray app")
+    p.add_argument("--port", type=int, help="main gRPC port (overrides the config)")
+    p.set_defaults(func=cmd_start)
+
+
+def has_display() -> bool:
+    """True where a tray app could show: macOS/Windows, or X11/Wayland on Linux."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def gui_available() -> bool:
+    return (
+        importlib.util.find_spec("PySide6") is not None
+        and importlib.util.find_spec("qasync") is not None
+        and importlib.util.find_spec("app.gui.tray_app") is not None
+    )
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from app.core import paths
+    from app.core.config import ConfigError, default_config, load_config, save_config
+    from app.core.grpc.server import PortInUseError
+    from app.core.identity import load_or_create_node_id
+    from app.core.logging_setup import setup_logging
+    from app.core.node import Node
+
+    config_path: Path = args.config or paths.default_config_path()
+    if not config_path.exists():
+        if args.config is not None:
+            print(f"lumen-hub start: no config file at {config_path}", file=sys.stderr)
+            print("Create one with `lumen-hub init clip,face --config PATH`.", file=sys.stderr)
+            return EXIT_FAILURE
+        cfg = default_config(["clip"], region="other")
+        save_config(cfg, config_path)
+        print(f"No config found; wrote a default one (service: clip) to {config_path}", file=sys.stderr)
+        print("Edit it, or run `lumen-hub init SERVICES --force` to choose services.", file=sys.stderr)
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        print(f"lumen-hub start: {config_path} is not valid:\n{exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    level = "DEBUG" if getattr(args, "verbose", False) else cfg.node.log_level
+    log_file = setup_logging(level, paths.log_dir())
+    if log_file:
+        log.info("logging to %s", log_file)
+    node = Node(
+        cfg,
+        node_id=load_or_create_node_id(paths.state_dir()),
+        port=args.port,
+        config_path=config_path,
+    )
+    headless = args.headless or not has_display() or not gui_available()
+    try:
+        if headless:
+            from app.headless import run_headless
+
+            run_headless(node)
+        else:
+            from app.gui.tray_app import run_tray
+
+            run_tray(node)
+    except PortInUseError as exc:
+        log.error("%s", exc)
+        print(f"lumen-hub start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
