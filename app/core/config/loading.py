@@ -109,11 +109,14 @@ def parse_config_text(
         data, provenance = apply_env_overrides(data, environ)
     issues += _expand_paths(data, environ, base_dir or Path.cwd())
     try:
-        if issues:
-            raise ConfigError(issues)
         config = validate_data(data, provenance=provenance)
     except ConfigError as exc:
-        raise ConfigError([_renamed(issue, renames) for issue in exc.issues]) from None
+        issues += exc.issues
+        reported = {issue.path for issue in issues}
+        issues += [issue for issue in _default_model_issues(data) if issue.path not in reported]
+    if issues:
+        unique = dict.fromkeys(_renamed(issue, renames) for issue in issues)
+        raise ConfigError(list(unique))
     return LoadedConfig(config, source_format, provenance)
 
 
@@ -260,6 +263,26 @@ def _normalise_model(
         item["rknn_device"] = item.pop("device")
         renames[f"{canonical}.rknn_device"] = f"{written}.device"
     return item
+
+
+def _default_model_issues(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    """``default_model`` checked against the written aliases, for when a model itself is invalid
+    (the model's own check only runs once every model validates)."""
+    issues = []
+    services = data.get("services")
+    for name, body in services.items() if isinstance(services, dict) else ():
+        if not isinstance(body, dict) or not isinstance(body.get("models"), dict):
+            continue
+        default, aliases = body.get("default_model"), list(body["models"])
+        if isinstance(default, str) and default not in aliases:
+            issues.append(
+                ConfigIssue(
+                    f"services.{name}.default_model",
+                    f"{default!r} is not a model alias of this service; "
+                    f"aliases: {', '.join(map(str, aliases))}",
+                )
+            )
+    return issues
 
 
 def _alias_for(model: Any, index: int, taken: Mapping[str, Any]) -> str:

@@ -95,7 +95,7 @@ def _resolve(segments: list[str], data: Mapping[str, Any]) -> tuple[list[str], A
             raise _UnknownTarget(
                 ".".join(keys), "empty name part (use exactly two underscores between parts)"
             )
-        current = _unwrap(current)
+        current = _optional(current)[0]
         if isinstance(current, type) and issubclass(current, BaseModel):
             allowed = model_keys(current)
             key = segment.lower()
