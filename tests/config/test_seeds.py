@@ -97,3 +97,10 @@ def test_blueprint_normalised() -> None:
         True,
     )
     assert [spec.name for spec in config.service_specs()] == ["clip", "bioclip", "face"]
+
+
+def test_commented_reference_template_validates() -> None:
+    template = Path(__file__).resolve().parents[2] / "assets" / "config" / "lumen-node.example.yaml"
+    config = load_config(template, env=TEST_ENV)
+    assert config.enabled_services == ("clip", "face")
+    assert config.metadata.cache_dir == Path("/home/tester/lumen-models")

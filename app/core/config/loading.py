@@ -156,7 +156,8 @@ def _load_yaml(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([ConfigIssue("", f"YAML syntax error{where}: {exc.problem}")]) from None
+        kind = "invalid YAML" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise ConfigError([ConfigIssue("", f"{kind}{where}: {exc.problem}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue("", f"YAML syntax error: {exc}")]) from None
 
