@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from app.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from app.core.config import ConfigError, LoadedConfig, default_config, read_config, save_config
+from app.core.config import (
+    ConfigError,
+    LoadedConfig,
+    default_config,
+    is_bioclip_model,
+    read_config,
+    save_config,
+)
 from app.core.paths import resolve_config_path
 
 
@@ -107,6 +114,8 @@ def summary(loaded: LoadedConfig) -> str:
             ]
             detail = ", ".join(x for x in extras if x)
             marker = " [default]" if alias == service.default_model else ""
+            if name == "clip" and is_bioclip_model(model.model):
+                marker += " -> served by the bioclip service"
             lines.append(
                 f"      {alias}: {model.model} ({model.runtime}{', ' + detail if detail else ''}){marker}"
             )

@@ -107,7 +107,7 @@ def test_validate_summary_shows_listeners_and_mdns(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert ":50050 (hub.server) -> all services; mDNS 'Lumen-AI-Hub'" in out
     assert ":50052 (services.face.server) -> face; mDNS 'Face-Service'" in out
-    assert "expert: bioclip-2 (torch, TreeOfLife-200M)" in out
+    assert "expert: bioclip-2 (torch, TreeOfLife-200M) -> served by the bioclip service" in out
 
 
 def test_validate_reports_env_overrides(

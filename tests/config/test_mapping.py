@@ -110,3 +110,10 @@ def test_host_settings_from_node_section() -> None:
     assert settings.max_loaded_models == 2 and settings.max_concurrency_per_model == 3
     assert settings.execution_providers == ("CPUExecutionProvider",)
     assert settings.model_idle_ttl_s == 600.0
+
+
+def test_clip_listener_with_only_bioclip_models_serves_bioclip() -> None:
+    config = parse(
+        "services:\n  clip:\n    models: {default: {model: bioclip-2, runtime: onnx}}\n    server: {port: 50061}\n"
+    )
+    assert [(li.port, li.services) for li in config.listeners()] == [(50051, None), (50061, ("bioclip",))]

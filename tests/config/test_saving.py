@@ -112,3 +112,23 @@ def test_save_keeps_file_mode(tmp_path: Path) -> None:
     os.chmod(target, 0o640)
     save_config(default_config(["face"]), target)
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_tricky_scalars_round_trip(tmp_path: Path) -> None:
+    from .helpers import parse
+
+    config = parse(
+        """
+        node: {name: "on", admin_token: "null", mdns: {instance_name: "Wohnzimmer-Knoten ü 123"}}
+        services:
+          clip:
+            models: {"1.0": {model: "1.5", runtime: onnx, precision: FP16}}
+            env: {A: "true", B: 8, C: "", D: yes}
+        """
+    )
+    assert config.node.name == "on" and config.node.admin_token == "null"
+    assert config.services["clip"].env == {"A": "true", "B": "8", "C": "", "D": "true"}
+    target = tmp_path / "c.yaml"
+    save_config(config, target)
+    assert load_config(target, env=TEST_ENV) == config
+    assert dump_config(load_config(target, env=TEST_ENV)) == target.read_text(encoding="utf-8")

@@ -286,3 +286,12 @@ def test_direct_construction_is_validated_and_frozen() -> None:
     assert config.services == {} and config.main_port == 50051
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
         config.node = None  # type: ignore[misc]
+
+
+def test_blueprint_service_list_shorthand() -> None:
+    config = parse("services: [clip, ocr]")
+    assert {name: s.models["default"].model for name, s in config.services.items()} == {
+        "clip": "MobileCLIP2-S2",
+        "ocr": "PP-OCRv5",
+    }
+    assert "did you mean 'face'?" in issues_of("services: [clip, fase]")["services.fase"]

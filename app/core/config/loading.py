@@ -170,6 +170,8 @@ def _load_yaml(text: str) -> Any:
 def detect_format(raw: Mapping[str, Any]) -> str:
     """``blueprint`` (resources / model lists), ``canonical`` (node / downloads) or ``lumen-resources``."""
     services = raw.get("services")
+    if isinstance(services, list):
+        return FORMAT_BLUEPRINT
     list_models = isinstance(services, dict) and any(
         isinstance(body, dict) and isinstance(body.get("models"), list) for body in services.values()
     )
@@ -212,6 +214,17 @@ def normalise(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], list
             data["metadata"] = {k: v for k, v in resources.items() if k in RESOURCES_KEYS}
             renames["metadata"] = "resources"
     services = data.get("services")
+    if isinstance(services, list) and all(isinstance(item, str) for item in services):
+        # blueprint shorthand `services: [clip, face]`: each with its default model
+        from app.core.config.templates import DEFAULT_MODELS
+
+        services = {
+            name: {"models": {"default": dict(DEFAULT_MODELS[name.lower()])}}
+            if name.lower() in DEFAULT_MODELS
+            else {}
+            for name in services
+        }
+        data["services"] = services
     if isinstance(services, dict):
         data["services"] = {
             name: _normalise_service(name, body, renames, issues) for name, body in services.items()

@@ -642,7 +642,11 @@ class NodeConfig(_Model):
                 continue
             served = [service_name]
             if service_name == "clip" and "bioclip" not in self.services:
-                if any(is_bioclip_model(m.model) for m in service.models.values()):
+                # bioclip-family models under clip are served by the bioclip service (see specs.py)
+                bioclip_flags = [is_bioclip_model(m.model) for m in service.models.values()]
+                if all(bioclip_flags):
+                    served = ["bioclip"]
+                elif any(bioclip_flags):
                     served.append("bioclip")
             extra.append(
                 Listener(

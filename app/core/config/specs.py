@@ -16,6 +16,7 @@ section left with no model is dropped.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.core.config.model import is_bioclip_model
@@ -86,7 +87,7 @@ def to_service_specs(config: NodeConfig) -> list[ServiceSpec]:
         for model in moved:
             alias = model.alias if model.alias not in taken else f"clip-{model.alias}"
             taken.add(alias)
-            extra.append(ModelSpec(**{**model.__dict__, "alias": alias}))
+            extra.append(replace(model, alias=alias))
         specs[index] = ServiceSpec(
             name="bioclip",
             models=(*existing.models, *extra),
