@@ -114,6 +114,9 @@ def test_host_settings_from_node_section() -> None:
 
 def test_clip_listener_with_only_bioclip_models_serves_bioclip() -> None:
     config = parse(
-        "services:\n  clip:\n    models: {default: {model: bioclip-2, runtime: onnx}}\n    server: {port: 50061}\n"
+        "services:\n"
+        "  clip:\n"
+        "    models: {default: {model: bioclip-2, runtime: onnx}}\n"
+        "    server: {port: 50061}\n"
     )
     assert [(li.port, li.services) for li in config.listeners()] == [(50051, None), (50061, ("bioclip",))]
