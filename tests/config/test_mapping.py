@@ -120,3 +120,12 @@ def test_clip_listener_with_only_bioclip_models_serves_bioclip() -> None:
         "    server: {port: 50061}\n"
     )
     assert [(li.port, li.services) for li in config.listeners()] == [(50051, None), (50061, ("bioclip",))]
+
+
+def test_replace_at_expands_paths_and_reports_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/editor")
+    config = parse(TWO_SERVICES).replace_at("metadata.cache_dir", "~/models")
+    assert config.metadata.cache_dir == Path("/home/editor/models")
+    with pytest.raises(ConfigError) as caught:
+        config.replace_at("services.clip.models.default.runtime", "tensorrt")
+    assert caught.value.paths == ["services.clip.models.default.runtime"]

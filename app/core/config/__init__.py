@@ -10,7 +10,7 @@ Typical use::
 """
 
 from app.core.config.errors import ConfigError, ConfigIssue
-from app.core.config.loading import LoadedConfig, load_config, parse_config, read_config
+from app.core.config.loading import LoadedConfig, build_config, load_config, parse_config, read_config
 from app.core.config.model import (
     BUILTIN_SERVICES,
     KNOWN_RKNN_DEVICES,
@@ -59,6 +59,7 @@ __all__ = [
     "ServiceConfig",
     "apply_env_overrides",
     "backup_path",
+    "build_config",
     "config_to_data",
     "default_config",
     "dump_config",

@@ -120,6 +120,17 @@ def parse_config_text(
     return LoadedConfig(config, source_format, provenance)
 
 
+def build_config(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, *, base_dir: Path | None = None
+) -> NodeConfig:
+    """Validate canonical-shaped plain data (no overrides), expanding ``~`` and ``$VARS`` in paths."""
+    expanded = dict(data)
+    issues = _expand_paths(expanded, os.environ if env is None else env, base_dir or Path.cwd())
+    if issues:
+        raise ConfigError(issues)
+    return validate_data(expanded)
+
+
 # --------------------------------------------------------------------------------------------
 # YAML
 # --------------------------------------------------------------------------------------------

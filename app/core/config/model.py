@@ -674,8 +674,9 @@ class NodeConfig(_Model):
         return self.replace_at(path, port)
 
     def replace_at(self, path: str, value: Any) -> NodeConfig:
-        """A validated copy with the value at dotted YAML ``path`` replaced (raises ConfigError)."""
-        from app.core.config.validation import validate_data
+        """A validated copy with the value at dotted YAML ``path`` replaced (raises ConfigError).
+        ``~`` and ``$VARS`` in path settings are expanded."""
+        from app.core.config.loading import build_config
 
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         keys = path.split(".")
@@ -687,7 +688,7 @@ class NodeConfig(_Model):
                 target[key] = child
             target = child
         target[keys[-1]] = value
-        return validate_data(data)
+        return build_config(data)
 
     # ---------------------------------------------------------------- views for other parts
 
