@@ -132,3 +132,13 @@ def test_tricky_scalars_round_trip(tmp_path: Path) -> None:
     save_config(config, target)
     assert load_config(target, env=TEST_ENV) == config
     assert dump_config(load_config(target, env=TEST_ENV)) == target.read_text(encoding="utf-8")
+
+
+def test_save_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.yaml"
+    link = tmp_path / "link.yaml"
+    save_config(default_config(["clip"]), real)
+    link.symlink_to(real)
+    save_config(default_config(["face"]), link)
+    assert link.is_symlink()
+    assert load_config(real, env=TEST_ENV).enabled_services == ("face",)

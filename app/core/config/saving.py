@@ -62,6 +62,8 @@ def save_config(config: NodeConfig, path: Path | str) -> Path:
     the final replace, ``path`` is untouched and the temporary file is removed.
     """
     path = Path(path).expanduser()
+    if path.is_symlink():
+        path = path.resolve()  # replace the file the link points to, keep the link
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, dump_config(config), keep_backup=True)
     return path
