@@ -50,9 +50,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from app.core.logging_setup import setup_logging
     from app.core.node import Node
 
-    config_path: Path = args.config or paths.default_config_path()
+    config_path: Path = paths.resolve_config_path(args.config)
     if not config_path.exists():
-        if args.config is not None:
+        if args.config is not None or os.environ.get("LUMEN_CONFIG"):
             print(f"lumen-hub start: no config file at {config_path}", file=sys.stderr)
             print("Create one with `lumen-hub init clip,face --config PATH`.", file=sys.stderr)
             return EXIT_FAILURE
@@ -62,6 +62,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         print("Edit it, or run `lumen-hub init SERVICES --force` to choose services.", file=sys.stderr)
     try:
         cfg = load_config(config_path)
+        if args.port is not None:
+            cfg = cfg.with_main_port(args.port)
     except ConfigError as exc:
         print(f"lumen-hub start: {config_path} is not valid:\n{exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -73,7 +75,6 @@ def cmd_start(args: argparse.Namespace) -> int:
     node = Node(
         cfg,
         node_id=load_or_create_node_id(paths.state_dir()),
-        port=args.port,
         config_path=config_path,
     )
     headless = args.headless or not has_display() or not gui_available()

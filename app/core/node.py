@@ -89,7 +89,6 @@ class Node:
         config: Any,
         *,
         node_id: str,
-        port: int | None = None,
         config_path: Path | None = None,
         bus: EventBus | None = None,
     ) -> None:
@@ -97,7 +96,6 @@ class Node:
         self.config_path = config_path
         self.bus = bus or EventBus()
         self.tasks = TaskTracker("node")
-        self._port_override = port
         self._lock = asyncio.Lock()
         self._listeners: list[GrpcListener] = []
         self._snapshot = NodeSnapshot(
@@ -154,18 +152,12 @@ class Node:
 
     async def _start_listeners(self) -> None:
         host = self.config.node.host
-        specs: list[tuple[int, tuple[str, ...] | None]] = []
-        for listener in self.config.listeners():
-            port = listener.port
-            if listener.services is None and self._port_override is not None:
-                port = self._port_override
-            specs.append((port, listener.services))
         infos: list[ListenerInfo] = []
-        for port, services in specs:
-            grpc_listener = GrpcListener(host, port, health_names=services or ())
+        for listener in self.config.listeners():
+            grpc_listener = GrpcListener(host, listener.port, health_names=listener.services or ())
             self._listeners.append(grpc_listener)
             bound = await grpc_listener.start()
-            infos.append(ListenerInfo(host=host, port=bound, services=services))
+            infos.append(ListenerInfo(host=host, port=bound, services=listener.services))
         self._snapshot = replace(self._snapshot, listeners=tuple(infos))
 
     async def _stop_listeners(self, grace: float) -> None:

@@ -18,8 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 QT = ("PySide6", "shiboken6", "qasync")
 FORBIDDEN = {
     "app/core": QT,
-    "services": (*QT, "app", "grpc", "grpc_health", "zeroconf", "huggingface_hub", "modelscope",
-                 "modelscope_hub"),
+    "services": (
+        *QT,
+        "app",
+        "grpc",
+        "grpc_health",
+        "zeroconf",
+        "huggingface_hub",
+        "modelscope",
+        "modelscope_hub",
+    ),
 }
 
 

@@ -111,7 +111,7 @@ def test_second_node_on_an_occupied_port_fails_naming_the_port(tmp_path: Path, i
         first.communicate(timeout=5)
 
 
-def test_start_without_a_config_file_named_explicitly_fails_clearly(tmp_path: Path, isolated_home: dict) -> None:
+def test_start_with_a_missing_config_file_fails_clearly(tmp_path: Path, isolated_home: dict) -> None:
     proc = _start(tmp_path / "missing.yaml", isolated_home)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
