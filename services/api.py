@@ -14,7 +14,7 @@ against. It holds only plain, immutable data types and the error taxonomy; no tr
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -213,16 +213,52 @@ class HostSettings:
     intra_op_threads: int = 0  # 0 = automatic
 
 
+StatusListener = Callable[[ServiceStatus], None]
+
+
 @runtime_checkable
 class ServiceHostProtocol(Protocol):
-    """What the hub needs from the service host (implemented in ``services.host``)."""
+    """What the hub (gRPC servicer, node API, cluster router) needs from the service host.
 
-    def capabilities(self) -> list[CapabilityInfo]: ...
+    Implemented by ``services.host.ServiceHost``; tests may use ``tests.support.fake_host``.
+    All methods are called on the event loop thread; none of them blocks it.
+    """
+
+    def capabilities(self) -> list[CapabilityInfo]:
+        """One entry per hosted service (also while not ready), in config order."""
+        ...
 
     def statuses(self) -> list[ServiceStatus]: ...
 
-    def resolve(self, task: str, service_hint: str | None = None) -> tuple[str, TaskSpec]: ...
+    def resolve(self, task: str, service_hint: str | None = None) -> tuple[str, TaskSpec]:
+        """``(service name, task spec)`` for ``task`` (a name or alias). ``service_hint`` (the
+        SDK's ``meta.service``) only breaks ties. Raises :class:`TaskNotFound`."""
+        ...
 
-    def run(self, request: InferenceRequest) -> AsyncIterator[InferenceResult]: ...
+    def run(self, request: InferenceRequest) -> AsyncIterator[InferenceResult]:
+        """Results of one request: zero or more partial results, then exactly one final one.
+        Raises :class:`ServiceError` subclasses (ServiceUnavailable while downloading/loading
+        failed, Overloaded when the bounded queue is full, InvalidInput ...)."""
+        ...
 
-    async def infer(self, request: InferenceRequest) -> InferenceResult: ...
+    async def infer(self, request: InferenceRequest) -> InferenceResult:
+        """The final result of :meth:`run`."""
+        ...
+
+    async def start(self) -> None:
+        """Begin hosting: preload the services configured with ``preload``. Idempotent."""
+        ...
+
+    async def stop(self) -> None:
+        """Refuse new requests (ServiceUnavailable), unload every model. Idempotent."""
+        ...
+
+    def hold(self, service: str, state: ServiceState | None, reason: str = "") -> None:
+        """Pin ``service`` to ``state`` (e.g. DOWNLOADING while its files are fetched, FAILED when
+        a download failed); ``None`` releases the hold. Requests to a held service raise
+        :class:`ServiceUnavailable` with the reason."""
+        ...
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener(status)`` on the loop thread whenever a service's status changes."""
+        ...

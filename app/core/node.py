@@ -70,7 +70,12 @@ class NodeStateChanged(NodeEvent):
 
 
 class NodeController(Protocol):
-    """The narrow interface the CLI and the tray app use."""
+    """The narrow interface the CLI, the tray app and the node API's control calls use.
+
+    Commands are async and return once the change is accepted (a download is queued, a service
+    is enabled and its config saved); progress arrives as events. Bad arguments raise
+    ``ValueError`` naming what was wrong; nothing half-applied is left behind.
+    """
 
     def snapshot(self) -> NodeSnapshot: ...
 
@@ -79,6 +84,24 @@ class NodeController(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def set_service_enabled(self, service: str, enabled: bool) -> None:
+        """Enable or disable a built-in service: saved to the config file, applied live."""
+        ...
+
+    async def start_download(self, model: str | None = None, *, force: bool = False) -> None:
+        """Queue the download of one configured model (None: every missing one)."""
+        ...
+
+    async def cancel_download(self, model: str) -> None: ...
+
+    async def pause_download(self, model: str) -> None: ...
+
+    async def resume_download(self, model: str) -> None: ...
+
+    async def reload_config(self) -> None:
+        """Re-read the config file and apply it; an invalid file is refused, the old one stays."""
+        ...
 
 
 class Node:
