@@ -109,6 +109,14 @@ class ChunkAssembler:
             )
         if not payload:
             raise InvalidInput(f"chunk {seq} of {self._total} is empty")
+        if seq == 0:
+            # every chunk but the last is as large as the first: refuse a stream that must exceed the cap
+            at_least = (self._total - 1) * len(payload) + 1
+            if at_least > limits.max_bytes:
+                raise InvalidInput(
+                    f"the chunk stream declares {self._total} chunks of {len(payload)} bytes, at least "
+                    f"{at_least} bytes; the payload limit is {limits.max_bytes} bytes"
+                )
         self._check_size(offset, len(payload))
         self._buffer += payload
         self._received += 1
