@@ -60,14 +60,14 @@ NodeFactory = Callable[..., "AsyncIterator[Node]"]
 
 @pytest.fixture
 async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
-    """``await make_node(host=FakeHost(...), services=(...), ...)`` → a started Node on 127.0.0.1."""
+    """``await make_node(FakeHost(...), services=(...))`` → a started Node (on 127.0.0.1 unless host=)."""
     nodes: list[Node] = []
 
-    async def factory(host: FakeHost | None = None, *, start: bool = True, **config: object) -> Node:
+    async def factory(service_host: FakeHost | None = None, *, start: bool = True, **config: object) -> Node:
         folder = tmp_path / f"node{len(nodes)}"
         folder.mkdir()
         path = write_node_config(folder / "config.yaml", **config)  # type: ignore[arg-type]
-        node = Node(load_config(path), node_id=f"{len(nodes):032x}", config_path=path, host=host)
+        node = Node(load_config(path), node_id=f"{len(nodes):032x}", config_path=path, host=service_host)
         nodes.append(node)
         if start:
             await node.start()
