@@ -22,7 +22,7 @@ from app.core.grpc.counters import CounterSet, RequestCounters
 from app.core.grpc.events_proto import event_message
 from app.core.grpc.host_view import HostView
 from app.core.grpc.status_map import NotSupported, control_failure_for
-from app.core.sysinfo import machine_info, memory_bytes
+from app.core.sysinfo import MachineInfo, machine_info, memory_bytes
 from proto.gen.lumen.node.v1 import node_pb2 as pb
 from proto.gen.lumen.node.v1 import node_pb2_grpc as pb_grpc
 from services.api import ServiceState, ServiceStatus
@@ -56,10 +56,10 @@ def counters_message(counters: CounterSet | None) -> pb.RequestCounters:
     )
 
 
-def node_info_message(node: NodeApiBackend) -> pb.NodeInfo:
+def node_info_message(node: NodeApiBackend, machine: MachineInfo | None = None) -> pb.NodeInfo:
     snap = node.snapshot()
     view = node.hub_view()
-    machine = machine_info()
+    machine = machine or machine_info()
     total, available = memory_bytes()
     tasks_by_service = {
         cap.service_name: [n for spec in cap.tasks for n in (spec.name, *spec.aliases)]
@@ -137,7 +137,8 @@ class NodeApiServicer(pb_grpc.NodeServicer):
         self.node = node
 
     async def GetNodeInfo(self, request: pb.GetNodeInfoRequest, context: Any) -> pb.NodeInfo:
-        return node_info_message(self.node)
+        machine = await asyncio.to_thread(machine_info)  # first call imports onnxruntime: off the loop
+        return node_info_message(self.node, machine)
 
     async def WatchEvents(self, request: pb.WatchEventsRequest, context: Any) -> AsyncIterator[pb.Event]:
         topics = set(request.topics)
