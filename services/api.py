@@ -14,7 +14,7 @@ against. It holds only plain, immutable data types and the error taxonomy; no tr
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -261,4 +261,11 @@ class ServiceHostProtocol(Protocol):
 
     def add_status_listener(self, listener: StatusListener) -> None:
         """Call ``listener(status)`` on the loop thread whenever a service's status changes."""
+        ...
+
+    async def reconfigure(self, specs: Sequence[ServiceSpec]) -> None:
+        """Host exactly ``specs`` from now on (the node saved a changed config: a service was
+        enabled or disabled, a model changed). Services no longer listed stop and are reported
+        once with state DISABLED; new ones start as they would at :meth:`start`; unchanged ones
+        keep running. Idempotent."""
         ...

@@ -23,9 +23,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app import __version__
-from app.core.events import EventBus, NodeEvent
+from app.core import node_commands
+from app.core.events import EventBus, NodeEvent, ServiceStatusChanged
+from app.core.grpc.counters import RequestCounters
+from app.core.grpc.host_view import HostView
+from app.core.grpc.inference import InferenceServicer, install_inference
+from app.core.grpc.node_api import NodeApiServicer, install_node_api
 from app.core.grpc.server import GrpcListener
 from app.core.tasks import TaskTracker
+from services.api import ServiceHostProtocol, ServiceState, ServiceStatus
+
+# --- gRPC hub (issue 6) ------------------------------------------------------------------------
+# Service states whose per-service grpc.health.v1 name is SERVING (NOT_LOADED loads on first use).
+SERVING_STATES = frozenset({ServiceState.READY, ServiceState.NOT_LOADED})
+# --- end gRPC hub ------------------------------------------------------------------------------
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +125,7 @@ class Node:
         node_id: str,
         config_path: Path | None = None,
         bus: EventBus | None = None,
+        host: ServiceHostProtocol | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -128,6 +140,14 @@ class Node:
             state=NodeState.STOPPED,
         )
         self._stopped = asyncio.Event()
+        # --- gRPC hub (issue 6)
+        self.host = host
+        self.counters = RequestCounters()
+        self._views: list[HostView] = []
+        if host is not None:
+            host.add_status_listener(self._on_service_status)
+            self._snapshot = replace(self._snapshot, services=tuple(host.statuses()))
+        # --- end gRPC hub
 
     # ---------------------------------------------------------------- controller interface
 
@@ -145,8 +165,10 @@ class Node:
             self._stopped.clear()
             try:
                 await self._start_listeners()
+                await self._start_host()
             except BaseException:
                 await self._stop_listeners(grace=0)
+                await self._stop_host()
                 self._set_state(NodeState.STOPPED)
                 raise
             self._snapshot = replace(self._snapshot, started_at=time.time())
@@ -164,6 +186,7 @@ class Node:
                 return
             self._set_state(NodeState.STOPPING)
             await self._stop_listeners(grace=grace)
+            await self._stop_host()
             await self.tasks.close(timeout=grace)
             self._set_state(NodeState.STOPPED)
             self._stopped.set()
@@ -177,15 +200,83 @@ class Node:
         host = self.config.node.host
         infos: list[ListenerInfo] = []
         for listener in self.config.listeners():
-            grpc_listener = GrpcListener(host, listener.port, health_names=listener.services or ())
+            view = HostView(self.host, listener.services)
+            inference = InferenceServicer(
+                view, node_id=self._snapshot.node_id, gate=self._serving_gate, counters=self.counters
+            )
+            grpc_listener = GrpcListener(
+                host,
+                listener.port,
+                installers=[install_inference(inference), install_node_api(NodeApiServicer(self))],
+                health_names=view.service_names(),
+            )
             self._listeners.append(grpc_listener)
+            self._views.append(view)
             bound = await grpc_listener.start()
             infos.append(ListenerInfo(host=host, port=bound, services=listener.services))
         self._snapshot = replace(self._snapshot, listeners=tuple(infos))
 
     async def _stop_listeners(self, grace: float) -> None:
         listeners, self._listeners = self._listeners, []
+        self._views = []
         await asyncio.gather(*(li.stop(grace) for li in listeners), return_exceptions=True)
+
+    # --- gRPC hub (issue 6): host lifecycle, status → events/health, controller commands -------
+
+    def hub_view(self) -> HostView:
+        """Every hosted service (the main listener's view)."""
+        return HostView(self.host, None)
+
+    def _serving_gate(self) -> str | None:
+        state = self._snapshot.state
+        if state is NodeState.RUNNING:
+            return None
+        if state is NodeState.STARTING:
+            return "the node is starting; try again in a moment"
+        return "the node is stopping"
+
+    async def _start_host(self) -> None:
+        if self.host is not None:
+            await self.host.start()
+            await self.sync_health()
+
+    async def _stop_host(self) -> None:
+        if self.host is not None:
+            try:
+                await self.host.stop()
+            except Exception:
+                log.exception("the service host failed to stop cleanly")
+
+    async def sync_health(self) -> None:
+        """Set every listener's per-service grpc.health.v1 name from the host's statuses."""
+        for listener, view in zip(list(self._listeners), list(self._views), strict=True):
+            if listener.started:
+                for status in view.statuses():
+                    await listener.set_serving(status.name, status.state in SERVING_STATES)
+
+    def _on_service_status(self, status: ServiceStatus) -> None:
+        if self.host is not None:
+            self._snapshot = replace(self._snapshot, services=tuple(self.host.statuses()))
+        self.bus.publish(ServiceStatusChanged(status=status))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.tasks.spawn(f"health:{status.name}", self._set_health(status))
+
+    async def _set_health(self, status: ServiceStatus) -> None:
+        serving = status.state in SERVING_STATES
+        for listener, view in zip(list(self._listeners), list(self._views), strict=True):
+            if listener.started and view.allows(status.name):
+                await listener.set_serving(status.name, serving)
+
+    async def set_service_enabled(self, service: str, enabled: bool) -> None:
+        await node_commands.set_service_enabled(self, service, enabled)
+
+    async def reload_config(self) -> None:
+        await node_commands.reload_config(self)
+
+    # --- end gRPC hub
 
     def _set_state(self, state: NodeState) -> None:
         self._snapshot = replace(self._snapshot, state=state)

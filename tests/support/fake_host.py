@@ -19,6 +19,7 @@ from services.api import (
     InferenceResult,
     InvalidInput,
     Overloaded,
+    ServiceSpec,
     ServiceState,
     ServiceStatus,
     ServiceUnavailable,
@@ -29,6 +30,17 @@ from services.api import (
 
 TEXT = ("text/plain",)
 IMAGES = ("image/webp", "image/jpeg", "image/png")
+
+
+def looks_like_image(payload: bytes) -> bool:
+    """True for the signatures of WebP, JPEG, PNG and AVIF (what a real decoder would accept)."""
+    return (
+        (payload[:4] == b"RIFF" and payload[8:12] == b"WEBP")
+        or payload[:3] == b"\xff\xd8\xff"
+        or payload[:8] == b"\x89PNG\r\n\x1a\n"
+        or (payload[4:8] == b"ftyp" and payload[8:12] in (b"avif", b"avis"))
+    )
+
 
 # The tasks each built-in service offers, as the real services declare them.
 DEFAULT_TASKS: dict[str, tuple[TaskSpec, ...]] = {
@@ -56,15 +68,25 @@ class FakeService:
     delay_s: float = 0.0
     max_queue: int = 64
     in_flight: int = 0
+    partials: int = 0  # partial results streamed before the final one
+    cancelled: int = 0  # requests whose work was cancelled (client cancel, deadline)
     calls: list[InferenceRequest] = field(default_factory=list)
 
 
 class FakeHost:
     """``FakeHost(["clip", "ocr"], tag="B")``: results carry ``tag`` so tests see who answered."""
 
-    def __init__(self, services: Sequence[str] = ("clip",), *, tag: str = "fake", dim: int = 8) -> None:
+    def __init__(
+        self,
+        services: Sequence[str] = ("clip",),
+        *,
+        tag: str = "fake",
+        dim: int = 8,
+        check_images: bool = False,
+    ) -> None:
         self.tag = tag
         self.dim = dim
+        self.check_images = check_images  # refuse image payloads without a WebP/JPEG/PNG/AVIF signature
         self.services: dict[str, FakeService] = {
             name: FakeService(name, DEFAULT_TASKS[name], model_id=f"{name}-fake-{tag}") for name in services
         }
@@ -114,12 +136,22 @@ class FakeHost:
             raise Overloaded(f"service {name} has {service.in_flight} requests queued; try again later")
         if not request.payload:
             raise InvalidInput("empty payload")
+        if self.check_images and spec.input_mimes != TEXT and not looks_like_image(request.payload):
+            raise InvalidInput(
+                f"the payload is not a decodable image; {spec.name} accepts {', '.join(IMAGES)}"
+            )
         service.calls.append(request)
         service.in_flight += 1
         try:
             if service.delay_s:
                 await asyncio.sleep(service.delay_s)
-            yield InferenceResult(spec.output_schema, self._result(spec, service, request.payload))
+            result = self._result(spec, service, request.payload)
+            for index in range(service.partials):
+                yield InferenceResult(spec.output_schema, {**result, "partial": index}, final=False)
+            yield InferenceResult(spec.output_schema, result)
+        except asyncio.CancelledError:
+            service.cancelled += 1
+            raise
         finally:
             service.in_flight -= 1
 
@@ -146,6 +178,24 @@ class FakeHost:
     def add_status_listener(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
 
+    async def reconfigure(self, specs: Sequence[ServiceSpec]) -> None:
+        wanted = [spec.name for spec in specs]
+        removed = [name for name in self.services if name not in wanted]
+        services = {
+            name: self.services.get(name)
+            or FakeService(name, DEFAULT_TASKS[name], model_id=f"{name}-fake-{self.tag}")
+            for name in wanted
+        }
+        added = [name for name in wanted if name not in self.services]
+        self.services = services
+        for name in removed:
+            self._holds.pop(name, None)
+            status = ServiceStatus(name, ServiceState.DISABLED, "disabled in the config")
+            for listener in self._listeners:
+                listener(status)
+        for name in added:
+            self._notify(self.services[name])
+
     # ------------------------------------------------------------------ test controls
 
     def set_state(self, service: str, state: ServiceState, reason: str = "") -> None:
@@ -166,7 +216,7 @@ class FakeHost:
     def _result(self, spec: TaskSpec, service: FakeService, payload: bytes) -> dict[str, object]:
         digest = hashlib.sha256(payload).digest()
         if spec.output_schema == "embedding_v1":
-            raw = [b - 127.5 for b in digest[: self.dim]]
+            raw = [digest[i % len(digest)] - 127.5 for i in range(self.dim)]
             norm = sum(v * v for v in raw) ** 0.5 or 1.0
             return {
                 "vector": [v / norm for v in raw],

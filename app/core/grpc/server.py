@@ -13,13 +13,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from app.core.grpc.chunks import PayloadLimits
+
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 
 # Server options the Lumen Go SDK needs (DESIGN.md §3.1): it pings every 10 s during RPCs, so
 # pings must never count as abuse; messages stay under 4 MiB on the way out, but a whole image
-# may arrive in one message on the way in.
+# (up to PayloadLimits.max_bytes) may arrive in one message on the way in.
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.so_reuseport", 0),  # a second node on the same port must fail, not share it
     ("grpc.keepalive_permit_without_calls", 1),
@@ -27,8 +29,8 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.max_receive_message_length", 64 * MiB),
-    ("grpc.max_send_message_length", 64 * MiB),
+    ("grpc.max_receive_message_length", PayloadLimits().max_message_bytes),
+    ("grpc.max_send_message_length", 16 * MiB),
 )
 
 OVERALL = ""  # the health name of the whole node
