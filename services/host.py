@@ -19,6 +19,7 @@ requests per service are admitted at once; beyond that :class:`~services.api.Ove
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -296,11 +297,18 @@ class ServiceHost:
         except ServiceUnavailable as exc:
             log.warning("preloading %s failed: %s", slot.key, exc)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
         if not self._accepting and not self._started:
             return
         self._accepting = False
         self._started = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while any(h.in_flight for h in self._services.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.02)  # let requests in progress finish (bounded)
+        busy = {h.name: h.in_flight for h in self._services.values() if h.in_flight}
+        if busy:
+            log.warning("stopping with requests still in progress: %s", busy)
         await self._manager.close()
 
     def hold(self, service: str, state: ServiceState | None, reason: str = "") -> None:

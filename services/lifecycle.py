@@ -10,8 +10,9 @@ and dynamic batching.
   in use are never evicted; if all are busy the load goes ahead and the bound is restored later).
 * Inference runs in an executor, at most ``max_concurrency_per_model`` calls at once per model.
 * :meth:`ModelLease.batched` collects concurrent items for one batch function: a batch starts
-  when ``batch_max_size`` items wait or ``batch_max_wait_ms`` after the first arrived, and is
-  taken only once a concurrency slot is free, so items that arrive meanwhile join it.
+  when ``batch_max_size`` items wait, or ``batch_max_wait_ms`` after the first arrived, or at
+  once when no other request holding the model is still on its way (a lone request never
+  waits); it is taken only once a concurrency slot is free, so items arriving meanwhile join it.
 
 Loading, preprocessing and inference never run on the event loop.
 """
@@ -137,6 +138,7 @@ class ModelLease:
                 run=self._manager.in_executor,
                 spawn=self._manager.tasks.spawn,
                 name=f"{self._slot.key}:{key}",
+                callers=lambda slot=self._slot: slot.active,
             )
             self._slot.batchers[key] = batcher
         return await batcher.submit(item)
@@ -155,8 +157,10 @@ class Batcher:
         run: Callable[..., Coroutine[Any, Any, Any]],
         spawn: Callable[[str, Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         name: str,
+        callers: Callable[[], int] = lambda: 1 << 30,
     ) -> None:
         self._fn = fn
+        self._callers = callers
         self._max_size = max(1, max_size)
         self._max_wait_s = max(0.0, max_wait_s)
         self._semaphore = semaphore
@@ -166,7 +170,13 @@ class Batcher:
         self._pending: list[tuple[Any, asyncio.Future[Any], float]] = []
         self._arrived = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._running_items = 0
         self.batch_sizes: list[int] = []
+
+    def _more_may_come(self) -> bool:
+        """Whether a caller that has not submitted yet exists (e.g. still decoding its image):
+        only then is waiting for a fuller batch worth its latency."""
+        return self._callers() - len(self._pending) - self._running_items > 0
 
     async def submit(self, item: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -181,7 +191,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while self._pending:
             deadline = self._pending[0][2] + self._max_wait_s
-            while len(self._pending) < self._max_size and (remaining := deadline - loop.time()) > 0:
+            while (
+                len(self._pending) < self._max_size
+                and self._more_may_come()
+                and (remaining := deadline - loop.time()) > 0
+            ):
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
@@ -197,6 +211,7 @@ class Batcher:
             self._spawn(f"batch-run:{self._name}", self._run_batch(batch))
 
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any], float]]) -> None:
+        self._running_items += len(batch)
         try:
             self.batch_sizes.append(len(batch))
             results = await self._run(self._fn, [item for item, _, _ in batch])
@@ -213,6 +228,7 @@ class Batcher:
                 if not future.done():
                     future.set_result(result)
         finally:
+            self._running_items -= len(batch)
             self._semaphore.release()
 
 

@@ -39,6 +39,7 @@ from services.api import HostSettings, InferenceRequest, InferenceResult, ModelS
 
 if TYPE_CHECKING:
     from services.lifecycle import ModelLease
+    from services.runtimes import RuntimeOptions
 
 Handler = Callable[["InferenceRequest", "ModelLease"], Any]
 
@@ -159,7 +160,7 @@ class Service(ABC):
 
         return predicted_runtime_label(model.runtime, self.runtime_options(model))
 
-    def runtime_options(self, model: ModelSpec) -> Any:
+    def runtime_options(self, model: ModelSpec) -> RuntimeOptions:
         """:class:`~services.runtimes.RuntimeOptions` for ``model`` from the host settings, the
         model spec and the service env (``TORCH_DEVICE``, ``RKNN_CORE_MASK``)."""
         from services.runtimes import RuntimeOptions

@@ -213,3 +213,14 @@ async def test_a_broken_model_file_fails_with_the_reason_and_others_keep_working
         await host.infer(_image())
     result = await host.infer(InferenceRequest("bioclip_classify", image_bytes(), "image/png"))
     assert result.data["labels"]
+
+
+async def test_stop_lets_requests_in_progress_finish(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.2)
+    host = host_factory([tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)})
+    await host.infer(_image())
+    running = asyncio.create_task(host.infer(_image(1)))
+    await asyncio.sleep(0.05)
+    await host.stop()
+    assert (await running).data["dim"] == tiny_clip.dim
+    assert recorder.of("vision")[0].closed

@@ -345,8 +345,11 @@ def write_clip_model(
     token_embeddings = rng.standard_normal((len(vocab), dim)).astype(np.float32)
     token_embeddings[vocab["<pad>"]] = 0.0
     projection = rng.standard_normal((dim, dim)).astype(np.float32)
-    vision_weight = (rng.standard_normal((3 * image_size * image_size, dim)) * 0.05).astype(np.float32)
-    vision_bias = rng.standard_normal(dim).astype(np.float32) * 0.1
+    if vision_model is None:
+        vision_weight = (rng.standard_normal((3 * image_size * image_size, dim)) * 0.05).astype(np.float32)
+        vision_bias = rng.standard_normal(dim).astype(np.float32) * 0.1
+    else:  # the given graph has its own weights
+        vision_weight, vision_bias = np.zeros((0, dim), np.float32), np.zeros(dim, np.float32)
     batch: object = 1 if static_batch else "batch"
     files = [f"onnx/vision.{precision}.onnx"]
     _save(vision_model or vision_graph(vision_weight, vision_bias, image_size, batch=batch), path / files[0])
