@@ -231,17 +231,18 @@ class ClipModel:
                     context = graph_len
                 assert plan.tokenizer is not None
                 self.tokenizer = ClipTokenizer(plan.tokenizer, context)
+            self.runtime = vision_session.runtime
+            self.dim = self._probe_dim()
             if plan.dataset is not None:
                 self.labels = load_label_set(plan.dataset)
+                if self.labels.dim != self.dim:
+                    raise DatasetError(
+                        f"dataset {plan.dataset.name!r} has dim {self.labels.dim} "
+                        f"but the model embeds in {self.dim}"
+                    )
         except BaseException:
             self.close()
             raise
-        self.runtime = self.vision.session.runtime
-        self.dim = self._probe_dim()
-        if self.labels is not None and self.labels.dim != self.dim:
-            dim, ds = self.dim, self.labels.dim
-            self.close()
-            raise DatasetError(f"dataset {plan.dataset.name!r} has dim {ds} but the model embeds in {dim}")  # type: ignore[union-attr]
         log.info(
             "%s: %s, dim %d, image %dx%d %s/%s (%s)%s",
             plan.info.name,
