@@ -1,7 +1,10 @@
 """Image payloads → RGB :class:`PIL.Image.Image`, safely.
 
 Accepted: JPEG (also the MPO variant phones write), PNG, WebP, and AVIF when this Pillow
-has the AVIF codec. The payload size is bounded first, then the header is read and the pixel
+has the AVIF codec; and raw RGB pixels as Lumilio Photos sends them (mime
+``application/x.rgb+uint8``, meta ``input_format=rgb_tensor``, ``tensor_width``,
+``tensor_height``, ``tensor_channels=3``, ``tensor_dtype=uint8``, ``tensor_layout`` HWC or CHW,
+``tensor_color_space`` RGB or BGR). The payload size is bounded first, then the header is read and the pixel
 count checked *before* any pixels are decoded (decompression bombs), then the image is decoded,
 rotated per its EXIF orientation and converted to RGB. Every failure is an
 :class:`~services.api.InvalidInput` that says what was wrong and what is allowed.
@@ -13,11 +16,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from services.api import InvalidInput
+from services.meta import meta_int
+
+RGB_TENSOR_MIME = "application/x.rgb+uint8"
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000  # e.g. 8660 x 5773; a 48 MP phone photo fits
@@ -67,12 +75,21 @@ class ImageLimits:
         }
 
 
-def decode_image(data: bytes, mime: str = "", limits: ImageLimits = ImageLimits()) -> Image.Image:
+def decode_image(
+    data: bytes,
+    mime: str = "",
+    limits: ImageLimits = ImageLimits(),
+    meta: Mapping[str, str] | None = None,
+) -> Image.Image:
     """Decode ``data`` into an RGB image (EXIF orientation applied). ``mime`` is advisory:
-    the bytes decide the format, but a non-image mime is refused."""
+    the bytes decide the format, but a non-image mime is refused. Raw RGB pixels are read
+    when ``mime`` is :data:`RGB_TENSOR_MIME` or ``meta["input_format"]`` is ``rgb_tensor``."""
+    meta = meta or {}
+    base = mime.split(";", 1)[0].strip().lower()
+    if base == RGB_TENSOR_MIME or meta.get("input_format", "").strip().lower() == "rgb_tensor":
+        return _rgb_pixels(data, meta, limits)
     formats = supported_formats()
     allowed = ", ".join(sorted(set(formats.values())))
-    base = mime.split(";", 1)[0].strip().lower()
     if base and not (base.startswith("image/") or base == "application/octet-stream"):
         raise InvalidInput(f"payload mime {mime!r} is not an image; send one of: {allowed}")
     if not data:
@@ -107,3 +124,33 @@ def decode_image(data: bytes, mime: str = "", limits: ImageLimits = ImageLimits(
             raise InvalidInput(f"the image is too large: {exc}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidInput(f"the {image.format or 'image'} data is truncated or corrupt: {exc}") from None
+
+
+def _rgb_pixels(data: bytes, meta: Mapping[str, str], limits: ImageLimits) -> Image.Image:
+    width = meta_int(meta, "tensor_width", 0, low=1, high=limits.max_side)
+    height = meta_int(meta, "tensor_height", 0, low=1, high=limits.max_side)
+    channels = meta_int(meta, "tensor_channels", 3)
+    if not width or not height:
+        raise InvalidInput("raw RGB input needs meta 'tensor_width' and 'tensor_height'")
+    dtype = meta.get("tensor_dtype", "uint8").strip().lower() or "uint8"
+    layout = meta.get("tensor_layout", "HWC").strip().upper() or "HWC"
+    colors = meta.get("tensor_color_space", "RGB").strip().upper() or "RGB"
+    if channels != 3 or dtype != "uint8":
+        raise InvalidInput(f"raw pixel input must be 3-channel uint8 (got {channels} channels of {dtype})")
+    if layout not in ("HWC", "CHW") or colors not in ("RGB", "BGR"):
+        raise InvalidInput(f"raw pixel layout must be HWC or CHW and RGB or BGR (got {layout} {colors})")
+    if width * height > limits.max_pixels:
+        raise InvalidInput(f"the image is {width}x{height} pixels; at most {limits.max_pixels} are accepted")
+    if len(data) != width * height * 3:
+        raise InvalidInput(
+            f"raw RGB payload is {len(data)} bytes; {width}x{height}x3 needs {width * height * 3}"
+        )
+    pixels = np.frombuffer(data, dtype=np.uint8)
+    pixels = (
+        pixels.reshape(3, height, width).transpose(1, 2, 0)
+        if layout == "CHW"
+        else pixels.reshape(height, width, 3)
+    )
+    if colors == "BGR":
+        pixels = pixels[:, :, ::-1]
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB")

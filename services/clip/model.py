@@ -16,7 +16,7 @@ L2-normalised here (rows with norm ≤ 1e-12 are left as they are). A graph with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,9 +297,11 @@ class ClipModel:
 
     # ------------------------------------------------------------------ blocking work
 
-    def prepare_image(self, payload: bytes, mime: str = "") -> np.ndarray:
+    def prepare_image(
+        self, payload: bytes, mime: str = "", meta: Mapping[str, str] | None = None
+    ) -> np.ndarray:
         """Decode + preprocess one image → ``[3, H, W]`` float32."""
-        return self.preprocess.to_tensor(decode_image(payload, mime, self.image_limits))
+        return self.preprocess.to_tensor(decode_image(payload, mime, self.image_limits, meta))
 
     def encode_images(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         assert self.vision is not None

@@ -23,7 +23,7 @@ import numpy as np
 
 from services.api import HostSettings, InferenceRequest, InvalidInput, ModelSpec, ServiceSpec, TaskSpec
 from services.clip.model import ClipModel, ModelPlan, SessionFactory, plan_model
-from services.imaging import ImageLimits, image_mimes
+from services.imaging import RGB_TENSOR_MIME, ImageLimits, image_mimes
 from services.lifecycle import ModelLease
 from services.meta import top_k
 from services.runtimes import RuntimeUnavailable, check_runtime, open_session
@@ -65,7 +65,7 @@ class ClipService(Service):
         return model.dataset
 
     def tasks(self) -> Sequence[Task]:
-        images = image_mimes()
+        images = (*image_mimes(), RGB_TENSOR_MIME)
         limits = self.image_limits.as_task_limits()
         tasks = [
             Task(
@@ -177,7 +177,7 @@ class ClipService(Service):
 
     async def _image_vector(self, request: InferenceRequest, model: ModelLease) -> np.ndarray:
         clip: ClipModel = model.model
-        tensor = await model.offload(clip.prepare_image, request.payload, request.mime)
+        tensor = await model.offload(clip.prepare_image, request.payload, request.mime, request.meta)
         return await model.batched("vision", clip.encode_images, tensor)
 
     def _text(self, request: InferenceRequest) -> str:
@@ -213,7 +213,8 @@ class BioclipService(ClipService):
         return _first_dataset(model)
 
     def tasks(self) -> Sequence[Task]:
-        return [self._classify_task("bioclip_classify", image_mimes(), self.image_limits.as_task_limits())]
+        images = (*image_mimes(), RGB_TENSOR_MIME)
+        return [self._classify_task("bioclip_classify", images, self.image_limits.as_task_limits())]
 
     def check(self, model: ModelSpec) -> None:
         super().check(model)

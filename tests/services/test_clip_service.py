@@ -220,3 +220,26 @@ async def test_static_batch_graph_is_run_item_by_item(tmp_path, host_factory):
     )
     assert all(r.data["dim"] == model.dim for r in results)
     await wait_for_state(host, "clip", ServiceState.READY)
+
+
+async def test_raw_rgb_input_embeds_like_the_encoded_image(tiny_clip, host_factory):
+    import io
+
+    host = host_factory([tiny_clip.service_spec()])
+    png = image_bytes(30, 20)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    meta = {
+        "input_format": "rgb_tensor",
+        "tensor_width": "30",
+        "tensor_height": "20",
+        "tensor_channels": "3",
+        "tensor_dtype": "uint8",
+        "tensor_layout": "HWC",
+        "tensor_color_space": "RGB",
+    }
+    raw = await host.infer(
+        InferenceRequest("clip_image_embed", pixels.tobytes(), "application/x.rgb+uint8", meta)
+    )
+    encoded = await host.infer(_req("clip_image_embed", png, "image/png"))
+    assert raw.data["vector"] == pytest.approx(encoded.data["vector"], abs=1e-6)
+    assert "application/x.rgb+uint8" in host.capabilities()[0].tasks[1].input_mimes

@@ -102,3 +102,36 @@ def test_pixel_count_is_checked_before_decoding():
         decode_image(_png_header_only(100_000, 100_000), "image/png")
     with pytest.raises(InvalidInput, match="per side"):
         decode_image(_png_header_only(30_000, 10), "image/png")
+
+
+def _rgb_meta(w, h, **extra):
+    return {
+        "input_format": "rgb_tensor",
+        "tensor_width": str(w),
+        "tensor_height": str(h),
+        "tensor_channels": "3",
+        "tensor_dtype": "uint8",
+        **extra,
+    }
+
+
+def test_raw_rgb_pixels_as_lumilio_sends_them():
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    image = decode_image(
+        pixels.tobytes(), "application/x.rgb+uint8", meta=_rgb_meta(9, 6, tensor_layout="HWC")
+    )
+    assert image.size == (9, 6) and np.array_equal(np.asarray(image), pixels)
+    chw = decode_image(pixels.transpose(2, 0, 1).tobytes(), "", meta=_rgb_meta(9, 6, tensor_layout="CHW"))
+    assert np.array_equal(np.asarray(chw), pixels)
+    bgr = decode_image(
+        pixels[:, :, ::-1].tobytes(),
+        "application/x.rgb+uint8",
+        meta=_rgb_meta(9, 6, tensor_color_space="BGR"),
+    )
+    assert np.array_equal(np.asarray(bgr), pixels)
+    with pytest.raises(InvalidInput, match="raw RGB payload is 10 bytes; 9x6x3 needs 162"):
+        decode_image(b"0123456789", "application/x.rgb+uint8", meta=_rgb_meta(9, 6))
+    with pytest.raises(InvalidInput, match="needs meta 'tensor_width'"):
+        decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta={})
+    with pytest.raises(InvalidInput, match="3-channel uint8"):
+        decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta=_rgb_meta(9, 6, tensor_dtype="fp32"))
