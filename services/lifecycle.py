@@ -188,6 +188,16 @@ class Batcher:
         return await future
 
     async def _dispatch(self) -> None:
+        try:
+            await self._dispatch_pending()
+        except asyncio.CancelledError:  # the host is closing: nobody may wait forever
+            for _, future, _ in self._pending:
+                if not future.done():
+                    future.set_exception(ServiceUnavailable("the service host is stopping"))
+            self._pending.clear()
+            raise
+
+    async def _dispatch_pending(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             deadline = self._pending[0][2] + self._max_wait_s
