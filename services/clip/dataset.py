@@ -4,7 +4,8 @@ Accepted forms (MODEL_FORMATS §2.1, §4.2, §8.6):
 
 * one ``.npz`` with a ``labels`` array (unicode strings) and an ``embeddings`` array;
 * ``{labels: <file>.json, embeddings: <file>.npy}`` as ``model_info.datasets.<name>`` gives
-  them, or Lumen-Hub's ``datasets/<name>.json`` + ``datasets/<name>.npy`` beside the model.
+  them, or Lumen-Hub's ``datasets/<name>.json`` (or the suffix-stripped ``TreeOfLife.json``) +
+  ``datasets/<name>.npy`` beside the model.
 
 Labels JSON: a list of strings (ImageNet), of TreeOfLife pairs ``[[kingdom, phylum, class,
 order, family, genus, species], common_name]``, or of objects with those keys. Taxonomic labels
@@ -90,7 +91,11 @@ def locate_dataset(model_dir: Path, info: ModelInfo, name: str) -> DatasetFiles:
             continue
         if (folder / f"{stem}.npz").is_file():
             return DatasetFiles(name, npz=folder / f"{stem}.npz")
-        return DatasetFiles(name, labels=folder / f"{stem}.json", embeddings=folder / f"{stem}.npy")
+        labels = folder / f"{stem}.json"
+        short = folder / (re.sub(r"[-_]?\d+[A-Za-z]*$", "", stem) + ".json")  # TreeOfLife200M → TreeOfLife
+        if not labels.is_file() and short.is_file():
+            labels = short
+        return DatasetFiles(name, labels=labels, embeddings=folder / f"{stem}.npy")
     offered = ", ".join(info.datasets) or "none"
     raise DatasetError(
         f"dataset {name!r} is neither in model_info.json (datasets: {offered}) nor in "

@@ -41,7 +41,7 @@ def test_scores_are_a_softmax_sorted_descending():
 def test_hub_layout_json_npy_transposed_fp16(tmp_path):
     (tmp_path / "datasets").mkdir()
     labels = [{"kingdom": "Animalia", "species": f"s{i}"} for i in range(5)]
-    (tmp_path / "datasets" / "TreeOfLife200M.json").write_text(json.dumps(labels))
+    (tmp_path / "datasets" / "TreeOfLife.json").write_text(json.dumps(labels))  # Hub: suffix-stripped name
     emb = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float16)  # [D, N]
     np.save(tmp_path / "datasets" / "TreeOfLife200M.npy", emb)
     files = locate_dataset(tmp_path, INFO, "TreeOfLife-200M")  # alias spelling
