@@ -2,13 +2,20 @@
 
 Provider choice: the caller's explicit list (config ``node.execution_providers``) when given,
 else the first available of :data:`PROVIDER_PREFERENCE`; CPU is always the last resort for
-onnxruntime itself (it is the same runtime, not a silent fallback to another one).
+onnxruntime itself (it is the same runtime, not a silent fallback to another one). The choice
+is logged and reported as :attr:`OnnxSession.runtime` (``onnxrt-cpu``, ``onnxrt-cuda`` ...).
+
+Threads (:func:`thread_plan`): intra-op threads = the configured number, else the CPUs this
+process may use (capped at 8); one inter-op thread; on small machines (4 CPUs or fewer) worker
+threads do not spin-wait, so an idle model does not burn the cores other work needs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,9 @@ PROVIDER_LABELS: dict[str, str] = {
     "CPUExecutionProvider": "cpu",
 }
 
+SMALL_MACHINE_CPUS = 4
+MAX_AUTO_THREADS = 8
+
 _ORT_TYPES: dict[str, str] = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -43,6 +53,14 @@ _ORT_TYPES: dict[str, str] = {
     "tensor(uint8)": "uint8",
     "tensor(bool)": "bool",
 }
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def choose_providers(requested: Sequence[str] = ()) -> list[str]:
@@ -61,6 +79,34 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
     return [p for p in PROVIDER_PREFERENCE if p in available] or ["CPUExecutionProvider"]
 
 
+def provider_label(provider: str) -> str:
+    """``CUDAExecutionProvider`` → ``onnxrt-cuda``."""
+    short = PROVIDER_LABELS.get(provider, provider.removesuffix("ExecutionProvider").lower())
+    return f"onnxrt-{short}"
+
+
+def predicted_runtime(requested: Sequence[str] = ()) -> str:
+    """The label a session would report, without loading a model (for capabilities before load)."""
+    try:
+        return provider_label(choose_providers(requested)[0])
+    except (RuntimeUnavailable, ImportError):
+        return "onnxrt-unavailable"
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    intra_op: int
+    inter_op: int
+    spinning: bool
+
+
+def thread_plan(intra_op_threads: int = 0, *, cpus: int | None = None) -> ThreadPlan:
+    """Thread settings for a session: see the module docstring."""
+    cpus = cpus or usable_cpus()
+    intra = intra_op_threads if intra_op_threads > 0 else min(cpus, MAX_AUTO_THREADS)
+    return ThreadPlan(intra_op=intra, inter_op=1, spinning=cpus > SMALL_MACHINE_CPUS)
+
+
 class OnnxSession:
     """A :class:`~services.runtimes.base.Session` over ``onnxruntime.InferenceSession``."""
 
@@ -75,27 +121,40 @@ class OnnxSession:
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"ONNX model file not found: {path}")
+        plan = thread_plan(intra_op_threads)
         options = ort.SessionOptions()
-        if intra_op_threads > 0:
-            options.intra_op_num_threads = intra_op_threads
+        options.intra_op_num_threads = plan.intra_op
+        options.inter_op_num_threads = plan.inter_op
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not plan.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.path = Path(path)
-        self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=choose_providers(providers)
-        )
+        chosen = choose_providers(providers)
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"onnxruntime cannot load {self.path.name}: {exc}") from exc
         active = self._session.get_providers()[0]
         self.provider = active
-        self.runtime = (
-            f"onnxrt-{PROVIDER_LABELS.get(active, active.removesuffix('ExecutionProvider').lower())}"
-        )
+        self.runtime = provider_label(active)
         self.inputs = tuple(_info(i) for i in self._session.get_inputs())
         self.outputs = tuple(_info(o) for o in self._session.get_outputs())
         self.metadata: Mapping[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
-        log.info("loaded %s with %s", self.path.name, active)
+        log.info(
+            "loaded %s with %s (asked for %s; %d intra-op threads%s)",
+            self.path,
+            active,
+            ", ".join(chosen),
+            plan.intra_op,
+            "" if plan.spinning else ", no spinning",
+        )
 
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
     ) -> list[np.ndarray]:
+        if self._session is None:
+            raise RuntimeError(f"session for {self.path.name} is closed")
         return list(self._session.run(list(output_names) if output_names else None, dict(feeds)))
 
     def close(self) -> None:

@@ -1,0 +1,205 @@
+"""Inference throughput and memory of the service host vs a bare onnxruntime loop.
+
+A CLIP ViT-B/32-shaped vision encoder (224 px, patch 32, width 768, 12 blocks, MLP 3072,
+projection 512; random weights, real compute) is written into a model folder with the test
+generator, then, in one run, side by side on the same JPEG inputs:
+
+* bare     : one ``onnxruntime.InferenceSession`` with default options, a plain loop of
+             decode + preprocess + run, one image at a time (measured before and after the
+             service runs; the mean is the baseline);
+* service  : ``ServiceHost.infer(semantic_image_embed)`` one request at a time (target ≥ 0.95
+             of bare), and with 8 concurrent request streams, batched (target ≥ 1.2 of bare);
+* memory   : RSS before the model is loaded, after loading it, and after the idle TTL unloaded
+             it (target: back within 15 % of before).
+
+    python bench/infer.py            # full: 12 blocks, 48 images
+    python bench/infer.py --quick    # 2 blocks, 16 images (a smoke run)
+
+The figures depend on the machine and on whatever else runs on it; the ratios are what matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from services.api import HostSettings, InferenceRequest, ServiceState  # noqa: E402
+from services.clip.preprocess import ImagePreprocess  # noqa: E402
+from services.host import ServiceHost  # noqa: E402
+from services.lifecycle import release_free_memory  # noqa: E402
+from tests.support.tiny_models import vit_vision_graph, write_clip_model  # noqa: E402
+
+CONCURRENCY = 8
+
+
+def rss_mb() -> float:
+    gc.collect()
+    return psutil.Process(os.getpid()).memory_info().rss / 1e6
+
+
+def make_images(count: int, size: tuple[int, int] = (640, 480)) -> list[bytes]:
+    """Photo-like JPEGs: smooth gradients with some noise (random noise alone decodes slowly)."""
+    rng = np.random.default_rng(0)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for i in range(count):
+        base = np.stack([xx / w * 255, yy / h * 255, ((xx + yy + 40 * i) % 255)], axis=-1)
+        pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels, "RGB").save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+class BareLoop:
+    """The plainest possible onnxruntime loop: decode, preprocess, run, one image at a time."""
+
+    def __init__(self, model_path: Path, pre: ImagePreprocess) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+        self.pre = pre
+
+    def one(self, raw: bytes) -> np.ndarray:
+        image = Image.open(io.BytesIO(raw)).convert("RGB")
+        out = self.session.run(None, {self.name: self.pre.to_tensor(image)[None]})[0]
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def seconds(self, images: list[bytes]) -> float:
+        started = time.perf_counter()
+        for raw in images:
+            self.one(raw)
+        return time.perf_counter() - started
+
+
+async def service_single(host: ServiceHost, images: list[bytes]) -> float:
+    started = time.perf_counter()
+    for raw in images:
+        await host.infer(InferenceRequest("semantic_image_embed", raw, "image/jpeg"))
+    return time.perf_counter() - started
+
+
+async def service_concurrent(host: ServiceHost, images: list[bytes], streams: int) -> float:
+    queue = list(images)
+
+    async def worker() -> None:
+        while queue:
+            raw = queue.pop()
+            await host.infer(InferenceRequest("semantic_image_embed", raw, "image/jpeg"))
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(streams)])
+    return time.perf_counter() - started
+
+
+async def wait_state(host: ServiceHost, state: ServiceState, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while host.statuses()[0].state is not state:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"service did not reach {state}")
+        await asyncio.sleep(0.05)
+
+
+async def main(quick: bool) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="lumen-bench-"))
+    try:
+        await run(workdir, quick)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def run(workdir: Path, quick: bool) -> None:
+    layers = 2 if quick else 12
+    count = 16 if quick else 48
+    rounds = 2 if quick else 6
+    print(f"building a ViT-B/32-shaped vision model ({layers} blocks) in {workdir} ...", flush=True)
+    model = write_clip_model(
+        workdir,
+        name="vit-b32-random",
+        dim=512,
+        image_size=224,
+        context_length=77,
+        vision_model=vit_vision_graph(layers=layers),
+    )
+    vision_path = model.path / "onnx" / "vision.fp32.onnx"
+    print(f"model file: {vision_path.stat().st_size / 1e6:.0f} MB; {count} JPEG inputs 640x480")
+    images = make_images(count)
+    pre = ImagePreprocess(height=224, width=224)
+    import onnxruntime  # noqa: F401 - imported before measuring, as the node has it imported
+
+    release_free_memory()
+    # ---------------------------------------------------------------- memory
+    ttl = 1.0
+    host = ServiceHost([model.service_spec()], HostSettings(model_idle_ttl_s=ttl))
+    rss_before = rss_mb()
+    rss_loaded: list[float] = []
+    rss_unloaded: list[float] = []
+    for _ in range(2):  # the second cycle shows whether anything accumulates
+        await host.infer(InferenceRequest("semantic_image_embed", images[0], "image/jpeg"))
+        rss_loaded.append(rss_mb())
+        await wait_state(host, ServiceState.NOT_LOADED, timeout=ttl + 10)
+        await asyncio.sleep(0.3)  # the close runs in the executor right after the state change
+        rss_unloaded.append(rss_mb())
+    await host.stop()
+
+    # ---------------------------------------------------------------- throughput
+    # Interleaved rounds (bare, service x1, service x8, ...) so that load from other work on a
+    # shared machine hits all three alike; each figure is total images / total time.
+    bare = BareLoop(vision_path, pre)
+    bare.one(images[0])  # warm up
+    host = ServiceHost([model.service_spec()], HostSettings(model_idle_ttl_s=600))
+    await host.infer(InferenceRequest("semantic_image_embed", images[0], "image/jpeg"))  # load + warm up
+    times = {"bare": 0.0, "single": 0.0, "concurrent": 0.0}
+    per_round = max(CONCURRENCY, count // rounds)
+    for i in range(rounds):
+        chunk = images[(i * per_round) % count :][:per_round] or images[:per_round]
+        times["bare"] += bare.seconds(chunk)
+        times["single"] += await service_single(host, chunk)
+        times["concurrent"] += await service_concurrent(host, chunk, CONCURRENCY)
+    total = per_round * rounds
+    rate = {mode: total / seconds for mode, seconds in times.items()}
+    batches = host.model_slots("clip")["default"].batchers["vision"].batch_sizes
+    runtime = host.statuses()[0].runtime
+    await host.stop()
+
+    bare_rate, single, batched = rate["bare"], rate["single"], rate["concurrent"]
+    sizes = sorted(set(batches))
+    growth = 100 * (rss_unloaded[0] - rss_before) / rss_before
+    lines = [
+        "",
+        f"machine: {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (shared with other work)",
+        f"service runtime {runtime}; batch_max_size 8, batch_max_wait_ms 5, max_concurrency 2",
+        f"{rounds} interleaved rounds of {per_round} images per mode",
+        f"bare onnxruntime loop      : {bare_rate:7.2f} img/s",
+        f"service, 1 stream          : {single:7.2f} img/s  ratio {single / bare_rate:.3f}  (target >= 0.95)",
+        f"service, {CONCURRENCY} streams batched : {batched:7.2f} img/s  ratio {batched / bare_rate:.3f}  "
+        "(target >= 1.2)",
+        f"batch sizes seen by the service: {', '.join(f'{n} x{batches.count(n)}' for n in sizes)}",
+        f"RSS before load {rss_before:.0f} MB, after load {rss_loaded[0]:.0f} MB, after TTL unload "
+        f"{rss_unloaded[0]:.0f} MB: {growth:+.1f}% of before (target within 15%)",
+        f"second load/unload cycle: after load {rss_loaded[1]:.0f} MB, after unload {rss_unloaded[1]:.0f} MB",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 transformer blocks, 16 images")
+    asyncio.run(main(parser.parse_args().quick))

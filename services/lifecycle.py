@@ -1,0 +1,467 @@
+"""The model lifecycle: lazy loading, sharing, idle unloading, an LRU bound, concurrency limits
+and dynamic batching.
+
+* One :class:`ModelSlot` per configured model (service + alias). Its state is NOT_LOADED,
+  LOADING, READY or FAILED (with a reason); every change is reported through ``on_change``.
+* :meth:`ModelManager.lease` loads the model on first use (concurrent callers wait for the same
+  load), and keeps it loaded while leased. All tasks of a service share the one loaded instance.
+* A model left unused for ``model_idle_ttl_s`` is unloaded (0 = never). Before a load, the least
+  recently used idle models are unloaded until fewer than ``max_loaded_models`` remain (models
+  in use are never evicted; if all are busy the load goes ahead and the bound is restored later).
+* Inference runs in an executor, at most ``max_concurrency_per_model`` calls at once per model.
+* :meth:`ModelLease.batched` collects concurrent items for one batch function: a batch starts
+  when ``batch_max_size`` items wait, or ``batch_max_wait_ms`` after the first arrived, or at
+  once when no other request holding the model is still on its way (a lone request never
+  waits); it is taken only once a concurrency slot is free, so items arriving meanwhile join it.
+
+Loading, preprocessing and inference never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from services.api import HostSettings, ModelSpec, ServiceState, ServiceUnavailable
+from services.runtimes.base import RuntimeUnavailable
+from services.service import LoadedModel, ModelUnavailable, Service
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FAILED_LOAD_RETRY_S = 10.0
+
+
+class TaskGroup:
+    """Named, tracked background tasks of the host (cancelled on :meth:`close`)."""
+
+    def __init__(self, owner: str) -> None:
+        self._owner = owner
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self._owner}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(t.get_name() for t in self._tasks)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        self._tasks.clear()
+
+
+@dataclass(eq=False)
+class ModelSlot:
+    """One configured model of one service, loaded or not."""
+
+    service_name: str
+    alias: str
+    spec: ModelSpec
+    service: Service
+    semaphore: asyncio.Semaphore
+    state: ServiceState = ServiceState.NOT_LOADED
+    reason: str = ""
+    retry: bool = True  # a FAILED slot may be checked / loaded again later
+    load_failed: bool = False  # FAILED while loading (retried after a delay), not in the check
+    failed_at: float = 0.0
+    instance: LoadedModel | None = None
+    runtime: str = ""
+    active: int = 0
+    last_used: float = 0.0
+    load_task: asyncio.Task[None] | None = None
+    idle_handle: asyncio.TimerHandle | None = None
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    loads: int = 0  # how many times it was loaded (for tests and logs)
+
+    @property
+    def key(self) -> str:
+        return f"{self.service_name}/{self.alias}"
+
+    @property
+    def model_id(self) -> str:
+        return self.service.model_id(self.spec)
+
+
+class ModelLease:
+    """A handler's handle on a loaded model (valid while the handler runs)."""
+
+    def __init__(self, manager: ModelManager, slot: ModelSlot) -> None:
+        self._manager = manager
+        self._slot = slot
+        assert slot.instance is not None
+        self.model: Any = slot.instance
+        self.spec = slot.spec
+        self.model_id = slot.model_id
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the inference executor, within the model's concurrency limit."""
+        async with self._slot.semaphore:
+            return await self._manager.in_executor(fn, *args)
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the preprocessing executor (decoding, resizing; no model needed)."""
+        return await self._manager.in_prep_executor(fn, *args)
+
+    async def batched(self, key: str, fn: Callable[[list[Any]], Sequence[T]], item: Any) -> T:
+        """Submit ``item`` to the batch function ``fn(items) -> results`` (one result per item,
+        in order). Concurrent submissions under the same ``key`` are run as one batch."""
+        batcher = self._slot.batchers.get(key)
+        if batcher is None:
+            settings = self._manager.settings
+            batcher = Batcher(
+                fn,
+                max_size=settings.batch_max_size,
+                max_wait_s=settings.batch_max_wait_ms / 1000.0,
+                semaphore=self._slot.semaphore,
+                run=self._manager.in_executor,
+                spawn=self._manager.tasks.spawn,
+                name=f"{self._slot.key}:{key}",
+                callers=lambda slot=self._slot: slot.active,
+            )
+            self._slot.batchers[key] = batcher
+        return await batcher.submit(item)
+
+
+class Batcher:
+    """Dynamic batching for one batch function (see the module docstring)."""
+
+    def __init__(
+        self,
+        fn: Callable[[list[Any]], Sequence[Any]],
+        *,
+        max_size: int,
+        max_wait_s: float,
+        semaphore: asyncio.Semaphore,
+        run: Callable[..., Coroutine[Any, Any, Any]],
+        spawn: Callable[[str, Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        name: str,
+        callers: Callable[[], int] = lambda: 1 << 30,
+    ) -> None:
+        self._fn = fn
+        self._callers = callers
+        self._max_size = max(1, max_size)
+        self._max_wait_s = max(0.0, max_wait_s)
+        self._semaphore = semaphore
+        self._run = run
+        self._spawn = spawn
+        self._name = name
+        self._pending: list[tuple[Any, asyncio.Future[Any], float]] = []
+        self._arrived = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._running_items = 0
+        self.batch_sizes: list[int] = []
+
+    def _more_may_come(self) -> bool:
+        """Whether a caller that has not submitted yet exists (e.g. still decoding its image):
+        only then is waiting for a fuller batch worth its latency."""
+        return self._callers() - len(self._pending) - self._running_items > 0
+
+    async def submit(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((item, future, loop.time()))
+        self._arrived.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = self._spawn(f"batch:{self._name}", self._dispatch())
+        return await future
+
+    async def _dispatch(self) -> None:
+        try:
+            await self._dispatch_pending()
+        except asyncio.CancelledError:  # the host is closing: nobody may wait forever
+            for _, future, _ in self._pending:
+                if not future.done():
+                    future.set_exception(ServiceUnavailable("the service host is stopping"))
+            self._pending.clear()
+            raise
+
+    async def _dispatch_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            deadline = self._pending[0][2] + self._max_wait_s
+            while (
+                len(self._pending) < self._max_size
+                and self._more_may_come()
+                and (remaining := deadline - loop.time()) > 0
+            ):
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            await self._semaphore.acquire()
+            batch = self._pending[: self._max_size]
+            del self._pending[: self._max_size]
+            batch = [entry for entry in batch if not entry[1].done()]  # drop cancelled callers
+            if not batch:
+                self._semaphore.release()
+                continue
+            self._spawn(f"batch-run:{self._name}", self._run_batch(batch))
+
+    async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any], float]]) -> None:
+        self._running_items += len(batch)
+        try:
+            self.batch_sizes.append(len(batch))
+            results = await self._run(self._fn, [item for item, _, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+        except BaseException as exc:  # handed to every waiting caller
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, future, _), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            self._running_items -= len(batch)
+            self._semaphore.release()
+
+
+class ModelManager:
+    """Owns every :class:`ModelSlot`, the executors and the idle / LRU policy."""
+
+    def __init__(self, settings: HostSettings, *, on_change: Callable[[ModelSlot], None]) -> None:
+        self.settings = settings
+        self._on_change = on_change
+        self.slots: list[ModelSlot] = []
+        self.tasks = TaskGroup("service-host")
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._prep_pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ slots
+
+    def add(self, service_name: str, spec: ModelSpec, service: Service) -> ModelSlot:
+        slot = ModelSlot(
+            service_name=service_name,
+            alias=spec.alias,
+            spec=spec,
+            service=service,
+            semaphore=asyncio.Semaphore(max(1, self.settings.max_concurrency_per_model)),
+        )
+        self.slots.append(slot)
+        self.check(slot)
+        return slot
+
+    def check(self, slot: ModelSlot) -> None:
+        """Run the service's cheap availability check; FAILED (with reason) or NOT_LOADED."""
+        if slot.state in (ServiceState.READY, ServiceState.LOADING):
+            return
+        if slot.state is ServiceState.FAILED and (not slot.retry or slot.load_failed):
+            return
+        try:
+            slot.service.check(slot.spec)
+        except ModelUnavailable as exc:
+            self._fail(slot, exc.reason, retry=exc.retry)
+        except RuntimeUnavailable as exc:
+            self._fail(slot, str(exc), retry=False)
+        except Exception as exc:  # a broken check is a FAILED model, not a crashed host
+            log.exception("checking %s failed", slot.key)
+            self._fail(slot, f"checking the model failed: {exc}", retry=True)
+        else:
+            if slot.state is not ServiceState.NOT_LOADED or slot.reason:
+                slot.failed_at = 0.0
+                self._set(slot, ServiceState.NOT_LOADED, "")
+
+    @property
+    def loaded(self) -> list[ModelSlot]:
+        return [s for s in self.slots if s.state is ServiceState.READY]
+
+    # ------------------------------------------------------------------ executors
+
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        if self._infer_pool is None or self._prep_pool is None:
+            s = self.settings
+            workers = max(2, s.max_loaded_models * max(1, s.max_concurrency_per_model) + 1)
+            self._infer_pool = ThreadPoolExecutor(workers, thread_name_prefix="lumen-infer")
+            self._prep_pool = ThreadPoolExecutor(4, thread_name_prefix="lumen-prep")
+        return self._infer_pool, self._prep_pool
+
+    async def in_executor(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pools()[0], fn, *args)
+
+    async def in_prep_executor(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pools()[1], fn, *args)
+
+    # ------------------------------------------------------------------ leases and loading
+
+    @asynccontextmanager
+    async def lease(self, slot: ModelSlot) -> AsyncIterator[ModelLease]:
+        await self.ensure_loaded(slot)
+        slot.active += 1
+        self._cancel_idle(slot)
+        slot.last_used = time.monotonic()
+        try:
+            yield ModelLease(self, slot)
+        finally:
+            slot.active -= 1
+            slot.last_used = time.monotonic()
+            if slot.active == 0:
+                self._schedule_idle(slot)
+
+    async def ensure_loaded(self, slot: ModelSlot) -> None:
+        if slot.state is ServiceState.READY:
+            return
+        if slot.state is ServiceState.FAILED:
+            unavailable = ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
+            if not slot.retry:
+                raise unavailable
+            if slot.load_failed:
+                if time.monotonic() - slot.failed_at < FAILED_LOAD_RETRY_S:
+                    raise unavailable
+            else:
+                self.check(slot)  # the missing files may have arrived since
+                if slot.state is ServiceState.FAILED:
+                    raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
+        if slot.load_task is None:
+            slot.load_task = self.tasks.spawn(f"load:{slot.key}", self._load(slot))
+        await asyncio.shield(slot.load_task)
+        if slot.state is not ServiceState.READY:
+            raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason or slot.state.value}")
+
+    async def _load(self, slot: ModelSlot) -> None:
+        try:
+            self._set(slot, ServiceState.LOADING, "")
+            await self._make_room(slot)
+            started = time.monotonic()
+            try:
+                instance = await self.in_executor(slot.service.load, slot.spec)
+            except ModelUnavailable as exc:
+                self._fail(slot, exc.reason, retry=exc.retry)
+                return
+            except RuntimeUnavailable as exc:
+                self._fail(slot, str(exc), retry=False)
+                return
+            except Exception as exc:
+                log.warning("loading %s failed", slot.key, exc_info=True)
+                self._fail(slot, f"loading failed: {exc}", retry=True, in_load=True)
+                return
+            slot.instance = instance
+            slot.runtime = getattr(instance, "runtime", "") or slot.runtime
+            slot.loads += 1
+            slot.last_used = time.monotonic()
+            log.info("loaded %s on %s in %.2fs", slot.key, slot.runtime, slot.last_used - started)
+            self._set(slot, ServiceState.READY, "")
+            if slot.active == 0:
+                self._schedule_idle(slot)
+        finally:
+            slot.load_task = None
+
+    async def _make_room(self, loading: ModelSlot) -> None:
+        limit = max(1, self.settings.max_loaded_models)
+        while True:
+            loaded = [s for s in self.slots if s is not loading and s.state is ServiceState.READY]
+            if len(loaded) < limit:
+                return
+            idle = [s for s in loaded if s.active == 0]
+            if not idle:
+                log.warning(
+                    "all %d loaded models are busy; loading %s above the limit", len(loaded), loading.key
+                )
+                return
+            victim = min(idle, key=lambda s: s.last_used)
+            log.info("unloading %s (least recently used) to make room for %s", victim.key, loading.key)
+            await self.unload(victim)
+
+    async def unload(self, slot: ModelSlot) -> None:
+        """Unload ``slot`` now (it must not be in use)."""
+        self._cancel_idle(slot)
+        instance, slot.instance = slot.instance, None
+        slot.batchers.clear()
+        if slot.state is ServiceState.READY:
+            self._set(slot, ServiceState.NOT_LOADED, "")
+        if instance is not None:
+            await self.in_executor(_close_and_release, instance)
+            log.info("unloaded %s", slot.key)
+
+    # ------------------------------------------------------------------ idle TTL
+
+    def _schedule_idle(self, slot: ModelSlot) -> None:
+        ttl = self.settings.model_idle_ttl_s
+        if ttl <= 0 or slot.state is not ServiceState.READY:
+            return
+        self._cancel_idle(slot)
+        slot.idle_handle = asyncio.get_running_loop().call_later(ttl, self._idle_expired, slot)
+
+    def _cancel_idle(self, slot: ModelSlot) -> None:
+        if slot.idle_handle is not None:
+            slot.idle_handle.cancel()
+            slot.idle_handle = None
+
+    def _idle_expired(self, slot: ModelSlot) -> None:
+        slot.idle_handle = None
+        if slot.active == 0 and slot.state is ServiceState.READY:
+            log.info("unloading %s after %.0fs idle", slot.key, self.settings.model_idle_ttl_s)
+            self.tasks.spawn(f"unload:{slot.key}", self.unload(slot))
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) for loads in progress, unload every model, stop the executors."""
+        loading = [s.load_task for s in self.slots if s.load_task is not None]
+        if loading:
+            await asyncio.wait(loading, timeout=timeout)
+        for slot in self.slots:
+            self._cancel_idle(slot)
+            if slot.instance is not None:
+                await self.unload(slot)
+        await self.tasks.close()
+        for pool in (self._infer_pool, self._prep_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._infer_pool = self._prep_pool = None
+
+    # ------------------------------------------------------------------ state
+
+    def _fail(self, slot: ModelSlot, reason: str, *, retry: bool, in_load: bool = False) -> None:
+        slot.retry = retry
+        slot.load_failed = in_load
+        slot.failed_at = time.monotonic()
+        self._set(slot, ServiceState.FAILED, reason)
+
+    def _set(self, slot: ModelSlot, state: ServiceState, reason: str) -> None:
+        if (slot.state, slot.reason) == (state, reason):
+            return
+        slot.state = state
+        slot.reason = reason
+        self._on_change(slot)
+
+
+def _close_and_release(instance: LoadedModel) -> None:
+    instance.close()
+    del instance
+    gc.collect()
+    release_free_memory()
+
+
+def release_free_memory() -> None:
+    """Ask the C allocator to hand freed memory back to the OS (glibc ``malloc_trim``)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

@@ -1,0 +1,137 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.api import InvalidInput
+from services.imaging import ImageLimits, avif_supported, decode_image, image_mimes
+from tests.support.tiny_models import image_bytes
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_common_formats_decode_to_rgb(fmt):
+    image = decode_image(image_bytes(40, 30, fmt=fmt), f"image/{fmt.lower()}")
+    assert image.mode == "RGB"
+    assert image.size == (40, 30)
+
+
+def test_avif_when_pillow_has_it():
+    if not avif_supported():
+        pytest.skip("this Pillow has no AVIF codec")
+    assert "image/avif" in image_mimes()
+    assert decode_image(image_bytes(24, 16, fmt="AVIF"), "image/avif").size == (24, 16)
+
+
+def test_png_with_alpha_and_palette_become_rgb():
+    for mode in ("RGBA", "P", "L"):
+        buf = io.BytesIO()
+        Image.new(mode, (5, 4)).save(buf, format="PNG")
+        assert decode_image(buf.getvalue(), "image/png").mode == "RGB"
+
+
+def test_exif_orientation_is_applied():
+    raw = image_bytes(40, 20, fmt="JPEG", exif_orientation=6)  # 6 = rotate 90° clockwise to display
+    stored = Image.open(io.BytesIO(raw))
+    assert stored.size == (40, 20)
+    decoded = decode_image(raw, "image/jpeg")
+    assert decoded.size == (20, 40)
+    expected = np.asarray(stored.convert("RGB").transpose(Image.Transpose.ROTATE_270))
+    assert np.array_equal(np.asarray(decoded), expected)
+
+
+def test_mime_is_advisory_but_must_be_an_image():
+    png = image_bytes(8, 8, fmt="PNG")
+    assert decode_image(png, "image/webp").size == (8, 8)  # the bytes decide the format
+    assert decode_image(png, "").size == (8, 8)
+    with pytest.raises(InvalidInput, match="not an image"):
+        decode_image(png, "text/plain")
+
+
+def test_garbage_empty_and_truncated_payloads_are_invalid_input():
+    with pytest.raises(InvalidInput, match="empty"):
+        decode_image(b"", "image/png")
+    with pytest.raises(InvalidInput, match=r"not a decodable image.*image/png"):
+        decode_image(b"definitely not an image", "image/png")
+    jpeg = image_bytes(64, 64, fmt="JPEG")
+    with pytest.raises(InvalidInput, match="truncated or corrupt"):
+        decode_image(jpeg[: len(jpeg) // 2], "image/jpeg")
+
+
+def test_unsupported_format_names_what_is_accepted():
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="BMP")
+    with pytest.raises(InvalidInput, match=r"accepted: .*image/jpeg"):
+        decode_image(buf.getvalue(), "image/bmp")
+
+
+def test_payload_size_is_bounded():
+    raw = image_bytes(32, 32, fmt="PNG")
+    with pytest.raises(InvalidInput, match=f"{len(raw)} bytes; at most 100"):
+        decode_image(raw, "image/png", ImageLimits(max_bytes=100))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` but carries almost no pixel data (a bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_pixel_count_is_checked_before_decoding():
+    bomb = _png_header_only(8000, 8000)  # 64 MP declared in a ~60-byte payload
+    assert len(bomb) < 100
+    with pytest.raises(InvalidInput, match=r"8000x8000 pixels; at most 50000000"):
+        decode_image(bomb, "image/png")
+    with pytest.raises(InvalidInput, match=r"too large|pixels"):
+        decode_image(_png_header_only(100_000, 100_000), "image/png")
+    with pytest.raises(InvalidInput, match="per side"):
+        decode_image(_png_header_only(30_000, 10), "image/png")
+
+
+def _rgb_meta(w, h, **extra):
+    return {
+        "input_format": "rgb_tensor",
+        "tensor_width": str(w),
+        "tensor_height": str(h),
+        "tensor_channels": "3",
+        "tensor_dtype": "uint8",
+        **extra,
+    }
+
+
+def test_raw_rgb_pixels_as_lumilio_sends_them():
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    image = decode_image(
+        pixels.tobytes(), "application/x.rgb+uint8", meta=_rgb_meta(9, 6, tensor_layout="HWC")
+    )
+    assert image.size == (9, 6) and np.array_equal(np.asarray(image), pixels)
+    chw = decode_image(pixels.transpose(2, 0, 1).tobytes(), "", meta=_rgb_meta(9, 6, tensor_layout="CHW"))
+    assert np.array_equal(np.asarray(chw), pixels)
+    bgr = decode_image(
+        pixels[:, :, ::-1].tobytes(),
+        "application/x.rgb+uint8",
+        meta=_rgb_meta(9, 6, tensor_color_space="BGR"),
+    )
+    assert np.array_equal(np.asarray(bgr), pixels)
+    with pytest.raises(InvalidInput, match="raw RGB payload is 10 bytes; 9x6x3 needs 162"):
+        decode_image(b"0123456789", "application/x.rgb+uint8", meta=_rgb_meta(9, 6))
+    with pytest.raises(InvalidInput, match="needs meta 'tensor_width'"):
+        decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta={})
+    with pytest.raises(InvalidInput, match="3-channel uint8"):
+        decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta=_rgb_meta(9, 6, tensor_dtype="fp32"))

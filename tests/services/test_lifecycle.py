@@ -1,0 +1,230 @@
+"""Lazy loading, sharing, idle TTL, LRU, batching, concurrency, holds and shutdown."""
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+
+from services.api import (
+    InferenceRequest,
+    Overloaded,
+    ServiceSpec,
+    ServiceState,
+    ServiceUnavailable,
+)
+from services.clip.service import BioclipService, ClipService
+from tests.services.conftest import wait_for_state
+from tests.support.recording_session import SessionRecorder
+from tests.support.tiny_models import image_bytes, write_clip_model
+
+
+def _image(seed=0):
+    return InferenceRequest("semantic_image_embed", image_bytes(24, 24, seed=seed), "image/png")
+
+
+async def test_lazy_load_once_shared_by_all_tasks(tiny_clip, host_factory):
+    recorder = SessionRecorder()
+    host = host_factory([tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)})
+    seen = []
+    host.add_status_listener(seen.append)
+    assert host.statuses()[0].state is ServiceState.NOT_LOADED
+    assert recorder.sessions == []  # nothing loaded before the first request
+    await asyncio.gather(
+        host.infer(_image()),
+        host.infer(InferenceRequest("semantic_text_embed", b"cat")),
+        host.infer(InferenceRequest("clip_classify", image_bytes(), "image/png")),
+    )
+    slot = host.model_slots("clip")["default"]
+    assert slot.loads == 1
+    assert len(recorder.of("vision")) == 1 and len(recorder.of("text")) == 1
+    assert [s.state for s in seen] == [ServiceState.LOADING, ServiceState.READY]
+    assert seen[-1].runtime == "onnxrt-cpu"
+
+
+async def test_idle_ttl_unloads_and_frees_the_model(tiny_clip, host_factory):
+    recorder = SessionRecorder()
+    host = host_factory(
+        [tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)}, model_idle_ttl_s=0.2
+    )
+    await host.infer(_image())
+    slot = host.model_slots("clip")["default"]
+    model_ref = weakref.ref(slot.instance)
+    session = recorder.of("vision")[0]
+    inner_ref = weakref.ref(session.inner._session)  # the onnxruntime InferenceSession itself
+    await wait_for_state(host, "clip", ServiceState.NOT_LOADED, timeout=3)
+    assert slot.instance is None
+    for _ in range(200):  # the close runs in the executor right after the state change
+        gc.collect()
+        if model_ref() is None and inner_ref() is None:
+            break
+        await asyncio.sleep(0.01)
+    assert session.closed
+    assert model_ref() is None and inner_ref() is None
+    # and it comes back on the next request
+    await host.infer(_image())
+    assert slot.loads == 2 and host.statuses()[0].state is ServiceState.READY
+
+
+async def test_ttl_zero_never_unloads(tiny_clip, host_factory):
+    host = host_factory([tiny_clip.service_spec()], model_idle_ttl_s=0)
+    await host.infer(_image())
+    assert host.model_slots("clip")["default"].idle_handle is None
+
+
+async def test_lru_evicts_the_least_recently_used(tmp_path, host_factory):
+    models = [write_clip_model(tmp_path, name=f"m{i}", seed=i) for i in range(3)]
+    spec = ServiceSpec(
+        name="clip",
+        models=tuple(m.model_spec(alias=f"a{i}") for i, m in enumerate(models)),
+        default_model="a0",
+    )
+    host = host_factory([spec], max_loaded_models=2)
+    slots = host.model_slots("clip")
+
+    async def use(alias):
+        r = await host.infer(
+            InferenceRequest("semantic_image_embed", image_bytes(), "image/png", {"model": alias})
+        )
+        assert r.data["model_id"] == f"m{alias[1]}"
+
+    await use("a0")
+    await use("a1")
+    await use("a0")  # a1 is now the least recently used
+    await use("a2")
+    assert {a: s.state for a, s in slots.items()} == {
+        "a0": ServiceState.READY,
+        "a1": ServiceState.NOT_LOADED,
+        "a2": ServiceState.READY,
+    }
+    assert slots["a1"].instance is None
+    await use("a1")  # evicts a0 now
+    assert slots["a0"].state is ServiceState.NOT_LOADED
+    assert len([s for s in slots.values() if s.state is ServiceState.READY]) == 2
+
+
+async def test_concurrent_image_requests_are_batched(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.05)
+    host = host_factory(
+        [tiny_clip.service_spec()],
+        registry={"clip": recorder.factory(ClipService)},
+        batch_max_size=4,
+        batch_max_wait_ms=30,
+        max_concurrency_per_model=1,
+    )
+    await host.infer(_image())  # load first
+    vision = recorder.of("vision")[0]
+    vision.batch_sizes.clear()
+    results = await asyncio.gather(*[host.infer(_image(i)) for i in range(10)])
+    assert len({tuple(r.data["vector"]) for r in results}) == 10  # each caller got its own vector
+    assert sum(vision.batch_sizes) == 10
+    assert max(vision.batch_sizes) == 4  # capped at batch_max_size
+    assert len(vision.batch_sizes) <= 4  # far fewer runs than requests
+    # a batched vector equals the unbatched one
+    alone = await host.infer(_image(3))
+    assert alone.data["vector"] == pytest.approx(results[3].data["vector"], abs=1e-6)
+
+
+async def test_batch_size_one_disables_batching(tiny_clip, host_factory):
+    recorder = SessionRecorder()
+    host = host_factory(
+        [tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)}, batch_max_size=1
+    )
+    await asyncio.gather(*[host.infer(_image(i)) for i in range(5)])
+    assert recorder.of("vision")[0].batch_sizes == [1] * 5
+
+
+async def test_concurrency_per_model_is_limited(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.03)
+    host = host_factory(
+        [tiny_clip.service_spec()],
+        registry={"clip": recorder.factory(ClipService)},
+        batch_max_size=1,
+        max_concurrency_per_model=2,
+    )
+    await asyncio.gather(*[host.infer(_image(i)) for i in range(8)])
+    assert recorder.of("vision")[0].max_running == 2
+
+
+async def test_queue_bound_gives_overloaded(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.2)
+    host = host_factory(
+        [tiny_clip.service_spec()],
+        registry={"clip": recorder.factory(ClipService)},
+        queue_size=2,
+        max_concurrency_per_model=1,
+        batch_max_size=1,
+    )
+    await host.infer(_image())
+    outcomes = await asyncio.gather(*[host.infer(_image(i)) for i in range(6)], return_exceptions=True)
+    overloaded = [o for o in outcomes if isinstance(o, Overloaded)]
+    assert len(overloaded) == 3  # 2 queued + 1 running admitted
+    assert "limit 3" in overloaded[0].message
+    assert all(not isinstance(o, Exception) for o in outcomes[:3])
+
+
+async def test_hold_pins_a_state_and_release_rechecks(tmp_path, host_factory):
+    model = write_clip_model(tmp_path / "cache")
+    (model.path / "onnx" / "text.fp32.onnx").unlink()
+    host = host_factory([model.service_spec()])
+    seen = []
+    host.add_status_listener(seen.append)
+    assert host.statuses()[0].state is ServiceState.FAILED
+    host.hold("clip", ServiceState.DOWNLOADING, "3 of 5 files")
+    assert host.statuses()[0].state is ServiceState.DOWNLOADING
+    with pytest.raises(ServiceUnavailable, match="downloading: 3 of 5 files"):
+        await host.infer(_image())
+    write_clip_model(tmp_path / "cache")  # the download completes
+    host.hold("clip", None)
+    assert host.statuses()[0].state is ServiceState.NOT_LOADED
+    assert [s.state for s in seen] == [ServiceState.DOWNLOADING, ServiceState.NOT_LOADED]
+    assert (await host.infer(_image())).data["dim"] == model.dim
+
+
+async def test_preload_on_start_and_stop_unloads_everything(tiny_clip, tiny_bioclip, host_factory):
+    specs = [
+        tiny_clip.service_spec(),
+        ServiceSpec("bioclip", (tiny_bioclip.model_spec(),), "default", preload=True),
+    ]
+    host = host_factory(specs)
+    await host.start()
+    await host.start()  # idempotent
+    await wait_for_state(host, "bioclip", ServiceState.READY)
+    assert host.statuses()[0].state is ServiceState.NOT_LOADED  # clip is lazy
+    await host.infer(_image())
+    await host.stop()
+    assert [s.state for s in host.statuses()] == [ServiceState.NOT_LOADED] * 2
+    assert all(s.instance is None for s in host.model_slots("clip").values())
+    with pytest.raises(ServiceUnavailable, match="stopping"):
+        await host.infer(_image())
+    await host.stop()  # idempotent
+    assert host.background_tasks == []
+
+
+async def test_a_broken_model_file_fails_with_the_reason_and_others_keep_working(
+    tmp_path, tiny_bioclip, host_factory
+):
+    model = write_clip_model(tmp_path / "broken")
+    (model.path / "onnx" / "vision.fp32.onnx").write_bytes(b"this is not onnx")
+    host = host_factory(
+        [model.service_spec(), tiny_bioclip.service_spec()],
+        registry={"clip": ClipService, "bioclip": BioclipService},
+    )
+    with pytest.raises(ServiceUnavailable, match="loading failed: onnxruntime cannot load vision.fp32.onnx"):
+        await host.infer(_image())
+    assert host.statuses()[0].state is ServiceState.FAILED
+    with pytest.raises(ServiceUnavailable):  # not retried at once
+        await host.infer(_image())
+    result = await host.infer(InferenceRequest("bioclip_classify", image_bytes(), "image/png"))
+    assert result.data["labels"]
+
+
+async def test_stop_lets_requests_in_progress_finish(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.2)
+    host = host_factory([tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)})
+    await host.infer(_image())
+    running = asyncio.create_task(host.infer(_image(1)))
+    await asyncio.sleep(0.05)
+    await host.stop()
+    assert (await running).data["dim"] == tiny_clip.dim
+    assert recorder.of("vision")[0].closed
