@@ -324,6 +324,43 @@ class ServiceHost:
     def add_status_listener(self, listener: StatusListener) -> None:
         self._listeners.append(listener)
 
+    async def reconfigure(self, specs: Sequence[ServiceSpec]) -> None:
+        """Host exactly ``specs`` from now on; unchanged services keep their loaded models.
+
+        Removed (or changed) services stop taking requests at once, are reported once as
+        DISABLED, and their models unload when their last request finishes."""
+        wanted = {spec.name: spec for spec in specs}
+        if len(wanted) != len(specs):
+            raise ValueError("a service is configured twice")
+        kept = {n: h for n, h in self._services.items() if n in wanted and wanted[n] == h.spec}
+        gone = [h for n, h in self._services.items() if n not in kept]
+        routes = dict(self._routes)
+        for hosted in gone:
+            for name in hosted.tasks:
+                self._routes.pop(name, None)
+        try:
+            self._building = True
+            added = {spec.name: self._build(spec) for spec in specs if spec.name not in kept}
+        except ValueError:
+            self._routes = routes  # a task clash: keep serving what was there
+            raise
+        finally:
+            self._building = False
+        self._services = {spec.name: kept.get(spec.name) or added[spec.name] for spec in specs}
+        for hosted in gone:
+            for slot in hosted.slots.values():
+                await self._manager.remove(slot)
+            if hosted.name not in self._services:
+                disabled = ServiceStatus(hosted.name, ServiceState.DISABLED, "not enabled in the config")
+                for listener in list(self._listeners):
+                    listener(disabled)
+        for hosted in added.values():
+            hosted.last_status = None
+            self._notify(hosted)
+            slot = hosted.default_slot
+            if self._started and hosted.spec.preload and slot is not None and hosted.service is not None:
+                self._manager.tasks.spawn(f"preload:{slot.key}", self._preload(slot))
+
     # ------------------------------------------------------------------ internals
 
     def _slot_changed(self, slot: ModelSlot) -> None:

@@ -94,6 +94,7 @@ class ModelSlot:
     idle_handle: asyncio.TimerHandle | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
     loads: int = 0  # how many times it was loaded (for tests and logs)
+    removed: bool = False  # no longer configured: unloaded as soon as nobody holds it
 
     @property
     def key(self) -> str:
@@ -267,6 +268,19 @@ class ModelManager:
         self.check(slot)
         return slot
 
+    async def remove(self, slot: ModelSlot) -> None:
+        """Forget ``slot`` (its service was disabled or its model changed). It is unloaded now if
+        idle, else as soon as the last request using it finishes."""
+        if slot not in self.slots:
+            return
+        self.slots.remove(slot)
+        slot.removed = True
+        self._cancel_idle(slot)
+        if slot.load_task is not None:
+            await asyncio.wait({slot.load_task})
+        if slot.active == 0:
+            await self.unload(slot)
+
     def check(self, slot: ModelSlot) -> None:
         """Run the service's cheap availability check; FAILED (with reason) or NOT_LOADED."""
         if slot.state in (ServiceState.READY, ServiceState.LOADING):
@@ -320,7 +334,9 @@ class ModelManager:
         finally:
             slot.active -= 1
             slot.last_used = time.monotonic()
-            if slot.active == 0:
+            if slot.active == 0 and slot.removed:
+                self.tasks.spawn(f"unload:{slot.key}", self.unload(slot))
+            elif slot.active == 0:
                 self._schedule_idle(slot)
 
     async def ensure_loaded(self, slot: ModelSlot) -> None:
@@ -337,6 +353,8 @@ class ModelManager:
                 self.check(slot)  # the missing files may have arrived since
                 if slot.state is ServiceState.FAILED:
                     raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
+        if slot.removed:
+            raise ServiceUnavailable(f"{slot.key} is no longer configured on this node")
         if slot.load_task is None:
             slot.load_task = self.tasks.spawn(f"load:{slot.key}", self._load(slot))
         await asyncio.shield(slot.load_task)

@@ -72,11 +72,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     log_file = setup_logging(level, paths.log_dir())
     if log_file:
         log.info("logging to %s", log_file)
-    node = Node(
-        cfg,
-        node_id=load_or_create_node_id(paths.state_dir()),
-        config_path=config_path,
-    )
+    node = Node.from_config(cfg, node_id=load_or_create_node_id(paths.state_dir()), config_path=config_path)
     headless = args.headless or not has_display() or not gui_available()
     try:
         if headless:

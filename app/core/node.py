@@ -149,6 +149,14 @@ class Node:
             self._snapshot = replace(self._snapshot, services=tuple(host.statuses()))
         # --- end gRPC hub
 
+    @classmethod
+    def from_config(cls, config: Any, *, node_id: str, config_path: Path | None = None) -> Node:
+        """A node with its default parts: the service host for the config's services."""
+        from services.host import ServiceHost
+
+        host = ServiceHost(config.service_specs(), config.host_settings())
+        return cls(config, node_id=node_id, config_path=config_path, host=host)
+
     # ---------------------------------------------------------------- controller interface
 
     def snapshot(self) -> NodeSnapshot:
