@@ -38,7 +38,9 @@ def npz_bytes(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def clip_repo(name: str = MODEL, *, version: str = "1.0.0", seed: int = 1, big: int = 600_000) -> dict[str, bytes]:
+def clip_repo(
+    name: str = MODEL, *, version: str = "1.0.0", seed: int = 1, big: int = 600_000
+) -> dict[str, bytes]:
     """A CLIP-like repository: ONNX at two precisions, RKNN for two SoCs, torch, a dataset."""
     rng = random.Random(seed)
 
@@ -101,7 +103,7 @@ def ms() -> Iterator[FakeModelScope]:
 CLIP_FP16 = {"default": {"model": MODEL, "runtime": "onnx", "precision": "fp16", "dataset": "ImageNet_1k"}}
 
 
-def make_config(
+def config_data(
     tmp_path: Path,
     *,
     hf: FakeHuggingFace | None = None,
@@ -110,10 +112,10 @@ def make_config(
     models: Mapping[str, Any] | None = None,
     services: Mapping[str, Any] | None = None,
     **downloads: Any,
-) -> NodeConfig:
-    """A config whose hubs are the fakes; a hub not given points at a closed port."""
+) -> dict[str, Any]:
+    """Config data whose hubs are the fakes; a hub not given points at a closed port."""
     dead = "http://127.0.0.1:9"  # discard port: connection refused
-    data: dict[str, Any] = {
+    return {
         "metadata": {"region": region, "cache_dir": str(tmp_path / "cache")},
         "node": {"host": "127.0.0.1", "port": 0, "http_port": 0, "mdns": {"enabled": False}},
         "downloads": {
@@ -126,9 +128,22 @@ def make_config(
             "keep_free_mb": 0,
             **downloads,
         },
-        "services": dict(services) if services is not None else {"clip": {"models": dict(models or CLIP_FP16)}},
+        "services": dict(services)
+        if services is not None
+        else {"clip": {"models": dict(models or CLIP_FP16)}},
     }
-    return build_config(data)
+
+
+def make_config(tmp_path: Path, **kwargs: Any) -> NodeConfig:
+    return build_config(config_data(tmp_path, **kwargs))
+
+
+def write_config(tmp_path: Path, **kwargs: Any) -> Path:
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path, **kwargs)), encoding="utf-8")
+    return path
 
 
 @dataclass

@@ -67,7 +67,15 @@ class HubFile:
                     digest.update(block)
                     git.update(block)
             return cls(path, None, content, lfs, size, digest.hexdigest(), git.hexdigest())
-        return cls(path, content, None, lfs, len(content), hashlib.sha256(content).hexdigest(), git_blob_sha1(content))
+        return cls(
+            path,
+            content,
+            None,
+            lfs,
+            len(content),
+            hashlib.sha256(content).hexdigest(),
+            git_blob_sha1(content),
+        )
 
     def chunks(self, start: int) -> Iterator[bytes]:
         if self.data is not None:
@@ -239,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hub: FakeHub
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -272,7 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- answers
 
-    def reply_json(self, ctx: Logged, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+    def reply_json(
+        self, ctx: Logged, status: int, body: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         raw = json.dumps(body).encode()
         ctx.status = status
         self.send_response(status)
@@ -408,7 +418,9 @@ class FakeHuggingFace(FakeHub):
     def _revision_ok(self, handler: _Handler, ctx: Logged, repo: HubRepo, rev: str) -> bool:
         if rev in ("main", repo.commit):
             return True
-        handler.reply_json(ctx, 404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"})
+        handler.reply_json(
+            ctx, 404, {"error": f"Invalid rev id: {rev}"}, {"X-Error-Code": "RevisionNotFound"}
+        )
         return False
 
     def route(self, handler: _Handler, ctx: Logged) -> None:
@@ -456,7 +468,9 @@ class FakeHuggingFace(FakeHub):
             return
         if match := re.match(r"^/cdn-lfs/([^/]+/[^/]+)/([0-9a-f]{64})$", path):
             repo = self.repos.get(match.group(1))
-            file = next((f for f in (repo.files.values() if repo else ()) if f.sha256 == match.group(2)), None)
+            file = next(
+                (f for f in (repo.files.values() if repo else ()) if f.sha256 == match.group(2)), None
+            )
             if repo is None or file is None:
                 handler.reply_json(ctx, 404, {"error": "no such object"})
                 return
@@ -464,7 +478,9 @@ class FakeHuggingFace(FakeHub):
             return
         handler.reply_json(ctx, 404, {"error": f"no route for {path}"})
 
-    def _tree(self, handler: _Handler, ctx: Logged, repo: HubRepo, rev: str, query: Mapping[str, list[str]]) -> None:
+    def _tree(
+        self, handler: _Handler, ctx: Logged, repo: HubRepo, rev: str, query: Mapping[str, list[str]]
+    ) -> None:
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         entries: list[dict[str, Any]] = []
         folders: set[str] = set()
@@ -528,7 +544,9 @@ class FakeModelScope(FakeHub):
             return
         revision = query.get("Revision", ["master"])[0]
         if revision not in ("master", repo.commit):
-            handler.reply_json(ctx, 404, {"Code": 10010205002, "Message": "revision not found", "Success": False})
+            handler.reply_json(
+                ctx, 404, {"Code": 10010205002, "Message": "revision not found", "Success": False}
+            )
             return
         if match.group(3):  # /repo/files
             handler.reply_json(ctx, 200, self._files_envelope(repo, query))
@@ -537,14 +555,20 @@ class FakeModelScope(FakeHub):
             file = repo.files.get(file_path)
             if file is None:
                 ctx.file = file_path
-                handler.reply_json(ctx, 404, {"Code": 10010205003, "Message": "file not found", "Success": False})
+                handler.reply_json(
+                    ctx, 404, {"Code": 10010205003, "Message": "file not found", "Success": False}
+                )
                 return
             handler.send_file(ctx, repo, file, {"ETag": f'"{file.sha256}"'})
         else:
             handler.reply_json(
                 ctx,
                 200,
-                {"Code": 200, "Success": True, "Data": {"Path": repo_id.split("/")[0], "Name": repo_id.split("/")[1]}},
+                {
+                    "Code": 200,
+                    "Success": True,
+                    "Data": {"Path": repo_id.split("/")[0], "Name": repo_id.split("/")[1]},
+                },
             )
 
     @staticmethod

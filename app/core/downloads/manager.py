@@ -344,7 +344,10 @@ class DownloadManager:
                             except DownloadError as exc:
                                 if not exc.fallback:
                                     raise
-                                failures.append(f"{source.label}: {exc}")
+                                text = str(exc)
+                                failures.append(
+                                    text if text.startswith(source.label) else f"{source.label}: {text}"
+                                )
                                 log.warning("%s: %s failed (%s)", job.model, source.label, exc)
                                 job.control.clear()
                                 index += 1
@@ -484,19 +487,14 @@ class DownloadManager:
             for r in plan.fetch
         ]
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            if pending:
-                # A file failed (or the job was paused): start no more files, but let transfers in
-                # flight finish — their bytes are good for the next source or the next run.
-                job.failing = True
-                await asyncio.wait(pending)
+            await asyncio.wait(tasks)
         except asyncio.CancelledError:
             job.control.stop(Cancelled)
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=THREAD_STOP_WAIT_S)
             raise
-        errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+        errors = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
         for kind in (Cancelled, Paused, DownloadError, Aborted, Interrupted, Exception):
             for exc in errors:
                 if isinstance(exc, kind):
@@ -504,7 +502,11 @@ class DownloadManager:
 
     async def _fetch_one(
         self, job: DownloadJob, source: Source, listing: RepoListing, remote: RemoteFile
-    ) -> str:
+    ) -> BaseException | None:
+        """Fetch one file; returns the exception that stopped it (None when it is verified).
+
+        After a failure the job starts no more files, but transfers in flight finish: their
+        bytes are good for the next source or the next run."""
         _, file_slots = self._slots()
         staging = self.cache.staging(job.model)
         loop = asyncio.get_running_loop()
@@ -516,25 +518,25 @@ class DownloadManager:
             loop.call_soon_threadsafe(self._file_event, job, path, DownloadState(state))
 
         async with file_slots:
-            job.control.check()
-            if job.failing:
-                raise Aborted()
+            if job.failing or job.control.stopping is not None:
+                return job.control.stopping() if job.control.stopping else Aborted()
             self._file_event(job, remote.path, DownloadState.DOWNLOADING)
             try:
-                digest = await self._in_thread(
+                await self._in_thread(
                     job, fetch_file, source, listing, remote, staging, job.control, self._policy,
                     on_bytes, on_state,
                 )  # fmt: skip
-            except Interrupted:
+            except Interrupted as exc:
                 self._file_event(
                     job, remote.path, DownloadState.PAUSED if job.paused else DownloadState.QUEUED
                 )
-                raise
-            except BaseException:
+                return exc
+            except Exception as exc:
+                job.failing = True
                 self._file_event(job, remote.path, DownloadState.FAILED)
-                raise
+                return exc
         self._file_event(job, remote.path, DownloadState.DONE)
-        return digest
+        return None
 
     async def _in_thread(self, job: DownloadJob, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ``fn`` in the pool; if this coroutine is cancelled, stop the job's transfers

@@ -52,9 +52,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _reason(exc: BaseException) -> str:
-    inner = getattr(exc, "reason", None) or exc
-    text = str(inner)
-    return text.split(": ", 1)[-1] if "object at 0x" in text else text
+    """A short human reason: "Connection refused", "Read timed out. (read timeout=30)"..."""
+    root: BaseException | None = exc
+    while root is not None:
+        if isinstance(root, OSError) and root.strerror:
+            return root.strerror
+        root = root.__cause__ or root.__context__
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.split("): ", 1)[-1]
 
 
 class HttpClient:
