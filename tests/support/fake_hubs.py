@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".onnx", ".rknn", ".pt", ".bin", ".npz", ".npy", ".safetensors")
 CHUNK = 256 * 1024
+SLOW_CHUNK = 16 * 1024  # throttled bodies trickle in small pieces
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -77,15 +78,15 @@ class HubFile:
             git_blob_sha1(content),
         )
 
-    def chunks(self, start: int) -> Iterator[bytes]:
+    def chunks(self, start: int, size: int = CHUNK) -> Iterator[bytes]:
         if self.data is not None:
-            for offset in range(start, self.size, CHUNK):
-                yield self.data[offset : offset + CHUNK]
+            for offset in range(start, self.size, size):
+                yield self.data[offset : offset + size]
             return
         assert self.disk is not None
         with self.disk.open("rb") as handle:
             handle.seek(start)
-            while block := handle.read(CHUNK):
+            while block := handle.read(size):
                 yield block
 
 
@@ -161,28 +162,38 @@ class FakeHub:
         self._release = threading.Event()
         self.active = 0
         self.max_active = 0
+        self._servers: list[ThreadingHTTPServer] = []
+        self._threads: list[threading.Thread] = []
+        self._server = self._listen()
+
+    def _listen(self) -> ThreadingHTTPServer:
+        """Another listening socket served by this hub (a separate origin, like a CDN host)."""
         hub = self
 
         class Handler(_Handler):
             pass
 
         Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=f"fake-{self.kind}", daemon=True
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._servers.append(server)
+        self._threads.append(
+            threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fake-{self.kind}", daemon=True)
         )
+        return server
 
     # ---------------------------------------------------------------- control
 
     def start(self) -> FakeHub:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -190,10 +201,14 @@ class FakeHub:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @staticmethod
+    def _origin(server: ThreadingHTTPServer) -> str:
+        host, port = server.server_address[:2]
+        return f"http://{host}:{port}"
+
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._origin(self._server)
 
     def add_repo(self, repo_id: str, files: Mapping[str, bytes | Path]) -> HubRepo:
         repo = HubRepo(repo_id, files)
@@ -355,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ctx.sent = self.connection.sendfile(handle, start, file.size - start)
             return
         offset = start
-        for chunk in file.chunks(start):
+        for chunk in file.chunks(start, SLOW_CHUNK if fault and fault.rate_bps else CHUNK):
             if fault is not None:
                 if fault.corrupt_at is not None and offset <= fault.corrupt_at < offset + len(chunk):
                     i = fault.corrupt_at - offset
@@ -402,6 +417,11 @@ class FakeHuggingFace(FakeHub):
         super().__init__(repos)
         self.page_size = page_size
         self.redirect_lfs = redirect_lfs
+        self._cdn = self._listen()  # LFS bytes come from another origin, as on the real hub
+
+    @property
+    def cdn_url(self) -> str:
+        return self._origin(self._cdn)
 
     def _repo(self, handler: _Handler, ctx: Logged, repo_id: str) -> HubRepo | None:
         ctx.repo = repo_id
@@ -459,7 +479,7 @@ class FakeHuggingFace(FakeHub):
             common = {"X-Repo-Commit": repo.commit}
             if file.lfs and self.redirect_lfs:
                 common |= {"X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(file.size)}
-                target = f"/cdn-lfs/{repo.repo_id}/{file.sha256}?path={quote(file.path)}"
+                target = f"{self.cdn_url}/cdn-lfs/{repo.repo_id}/{file.sha256}?path={quote(file.path)}"  # absolute, as the real CDN
                 handler.redirect(ctx, target, common)
                 ctx.file = None  # the redirect itself sends no file bytes
                 return

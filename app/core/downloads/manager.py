@@ -235,7 +235,11 @@ class DownloadManager:
             self._set_state(job, DownloadState.QUEUED)
 
     def cancel(self, model: str) -> None:
+        """Stop the download (partial files are kept). Too late once the verified files are being
+        moved into the cache: that finishes and the download ends DONE."""
         job = self._active_job(model)
+        if job.state is DownloadState.VERIFYING:
+            return
         job.cancelled = True
         job.control.stop(Cancelled)
         job._resumed.set()
