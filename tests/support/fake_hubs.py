@@ -479,7 +479,7 @@ class FakeHuggingFace(FakeHub):
             common = {"X-Repo-Commit": repo.commit}
             if file.lfs and self.redirect_lfs:
                 common |= {"X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(file.size)}
-                target = f"{self.cdn_url}/cdn-lfs/{repo.repo_id}/{file.sha256}?path={quote(file.path)}"  # absolute, as the real CDN
+                target = f"{self.cdn_url}/cdn-lfs/{repo.repo_id}/{file.sha256}?path={quote(file.path)}"
                 handler.redirect(ctx, target, common)
                 ctx.file = None  # the redirect itself sends no file bytes
                 return
