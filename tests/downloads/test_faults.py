@@ -19,7 +19,7 @@ from tests.downloads.conftest import (
     run_download,
     sha256,
 )
-from tests.support.fake_hubs import Fault
+from tests.support.fake_hubs import API, Fault
 
 VISION = "onnx/vision.fp16.onnx"
 
@@ -177,3 +177,15 @@ async def test_a_partial_file_of_another_version_is_not_resumed(tmp_path, hf):
     assert run.result.ok, run.result.error
     assert [e.range_start for e in hf.data_requests(VISION)] == [None]
     assert cached(config)[VISION] == new[VISION]
+
+
+@pytest.mark.parametrize("hub_name", ["huggingface", "modelscope"])
+async def test_a_failing_listing_is_retried_before_falling_back(tmp_path, hf, ms, hub_name):
+    hub, repo = (hf, HF_REPO) if hub_name == "huggingface" else (ms, MS_REPO)
+    hub.add_repo(repo, clip_repo())
+    hub.inject(API, Fault(status=503, retry_after="0", times=2))
+    only = {"hf": hf} if hub_name == "huggingface" else {"ms": ms}
+    config = make_config(tmp_path, region="other" if hub_name == "huggingface" else "cn", retries=2, **only)
+    run = await run_download(config)
+    assert run.result.ok and run.result.source == hub_name, run.result.error
+    assert [e.status for e in hub.log if e.path.startswith("/api/")][:3] == [503, 503, 200]

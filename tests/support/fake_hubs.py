@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".onnx", ".rknn", ".pt", ".bin", ".npz", ".npy", ".safetensors")
 CHUNK = 256 * 1024
+API = "@api"  # inject(API, Fault(status=...)) hits the next JSON API request (listing, revision)
 SLOW_CHUNK = 16 * 1024  # throttled bodies trickle in small pieces
 
 
@@ -216,7 +217,8 @@ class FakeHub:
         return repo
 
     def inject(self, path: str, fault: Fault) -> Fault:
-        """Apply ``fault`` to the next data request(s) of repository file ``path``."""
+        """Apply ``fault`` to the next data request(s) of repository file ``path`` (or of the JSON
+        API when ``path`` is :data:`API`)."""
         with self._lock:
             self.faults.append((path, fault))
         return fault
@@ -287,6 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.hub._record(entry)
         try:
+            api_fault = self.hub._take_fault(API) if split.path.startswith("/api/") else None
+            if api_fault is not None and api_fault.status is not None:
+                extra = {"Retry-After": api_fault.retry_after} if api_fault.retry_after else {}
+                self.reply_json(entry, api_fault.status, {"error": f"injected {api_fault.status}"}, extra)
+                return
             self.hub.route(self, entry)  # the route fills in status, file, repo, sent
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True

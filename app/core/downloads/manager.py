@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ from app.core.downloads.errors import (
 from app.core.downloads.progress import Meter, eta
 from app.core.downloads.selection import MODEL_INFO, ModelRequest, plan_files
 from app.core.downloads.sources import HttpClient, RemoteFile, RepoListing, Source, build_sources
-from app.core.downloads.transfer import RetryPolicy, TransferControl, fetch_file
+from app.core.downloads.transfer import RetryPolicy, TransferControl, fetch_file, retrying
 from app.core.events import DownloadProgress, DownloadState, EventBus, FileProgress
 from app.core.tasks import TaskTracker
 from services.model_info import MAX_MODEL_INFO_BYTES, ModelInfoError, parse_model_info_bytes
@@ -373,7 +374,9 @@ class DownloadManager:
         job.planned = False
         job.failing = False
         self._set_state(job, DownloadState.DOWNLOADING)
-        listing = await self._in_thread(job, source.list_files, job.model)
+        listing = await self._in_thread(
+            job, retrying, partial(source.list_files, job.model), job.control, self._policy, source.label
+        )
         job.listing = listing
         info_remote = listing.files.get(MODEL_INFO)
         if info_remote is None:

@@ -14,7 +14,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from app.core.downloads.errors import (
     Aborted,
@@ -30,6 +30,7 @@ from app.core.downloads.staging import Staging
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 CHUNK = 1024 * 1024
 HASH_CHUNK = 4 * 1024 * 1024
 
@@ -96,6 +97,22 @@ class TransferControl:
     def unregister(self, stream: ByteStream) -> None:
         with self._lock:
             self._streams.discard(stream)
+
+
+def retrying(fn: Callable[[], T], control: TransferControl, policy: RetryPolicy, what: str) -> T:
+    """``fn()``, retried with backoff on :class:`TransientError` (listings and other small calls)."""
+    failures = 0
+    while True:
+        control.check()
+        try:
+            return fn()
+        except TransientError as exc:
+            failures += 1
+            if failures > policy.retries:
+                raise DownloadError(f"{exc} (gave up after {failures} failed attempts)") from exc
+            wait = policy.wait(failures, exc.retry_after)
+            log.info("%s: %s; retrying in %.1fs", what, exc, wait)
+            control.sleep(wait)
 
 
 ProgressFn = Callable[[str, int, bool], None]  # (path, bytes on disk now, whether they just arrived)
