@@ -157,8 +157,10 @@ class ModelCache:
             return CacheCheck(False, "not downloaded" if not model_dir.exists() else exc.reason)
         records: dict[str, Any] = manifest["files"] if manifest else {}
         present = set(records) if manifest else set(_walk(model_dir))
-        try:
-            needed = plan_files(info, present | {MODEL_INFO}, request.variants)
+        named = {f for rt in info.runtimes.values() for f in rt.all_files()}
+        named |= {f for ds in info.datasets.values() for f in ds.files}
+        try:  # every named file counts as known here: what is missing on disk is reported below
+            needed = plan_files(info, present | named | {MODEL_INFO}, request.variants)
         except SelectionError as exc:
             return CacheCheck(False, str(exc))
         for rel in needed:
