@@ -189,3 +189,22 @@ async def test_a_failing_listing_is_retried_before_falling_back(tmp_path, hf, ms
     run = await run_download(config)
     assert run.result.ok and run.result.source == hub_name, run.result.error
     assert [e.status for e in hub.log if e.path.startswith("/api/")][:3] == [503, 503, 200]
+
+
+async def test_early_writeback_keeps_the_bytes_right(tmp_path, hf, monkeypatch):
+    from app.core.downloads import transfer
+
+    monkeypatch.setattr(transfer, "WRITEBACK_BYTES", 32 * 1024)  # exercise it on small files
+    advised: list[tuple[int, int]] = []
+    real = transfer._start_writeback
+    monkeypatch.setattr(
+        transfer, "_start_writeback", lambda out, s, n: (advised.append((s, n)), real(out, s, n))
+    )
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    hf.inject(VISION, Fault(cut_after=100_000))
+    run = await run_download(make_config(tmp_path, hf=hf))
+    assert run.result.ok, run.result.error
+    assert advised and all(n >= 32 * 1024 for _, n in advised)
+    assert any(start >= 100_000 for start, _ in advised)  # also after the resume
+    assert cached(make_config(tmp_path, hf=hf))[VISION] == files[VISION]

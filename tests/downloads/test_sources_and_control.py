@@ -212,6 +212,10 @@ async def test_pause_stops_the_transfer_and_resume_continues_from_the_partial(tm
     vision = hf.data_requests(VISION)
     assert vision[-1].range_start == size_at_pause
     assert cached(config)[VISION] == files[VISION]
+    sized = [e for e in watch.events if repo_state(e, e.state) and e.bytes_total]  # type: ignore[attr-defined]
+    assert len({e.bytes_total for e in sized}) == 1
+    done = [e.bytes_done for e in sized]
+    assert done == sorted(done), "progress does not jump back after a resume"
     states = [e.state for e in watch.events if repo_state(e, e.state)]
     assert states.index(DownloadState.PAUSED) < len(states) - 1 and states[-1] is DownloadState.DONE
     paused_files = [

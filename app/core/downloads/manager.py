@@ -369,9 +369,10 @@ class DownloadManager:
                     continue
 
     async def _run_from(self, job: DownloadJob, source: Source) -> None:
+        if job.source is not source:  # a resume of the same source keeps its totals
+            job.planned = False
         job.source = source
         job.listing = None
-        job.planned = False
         job.failing = False
         self._set_state(job, DownloadState.DOWNLOADING)
         listing = await self._in_thread(
@@ -385,7 +386,8 @@ class DownloadManager:
             )
         if info_remote.size > MAX_MODEL_INFO_BYTES:
             raise SelectionError(f"{listing.repo_id}: {MODEL_INFO} is {info_remote.size} bytes, too large")
-        job.meter.setup([(MODEL_INFO, info_remote.size)])
+        if not job.planned:
+            job.meter.setup([(MODEL_INFO, info_remote.size)])
         raw = await self._in_thread(job, self._model_info_bytes, job, source, listing, info_remote)
         try:
             info = parse_model_info_bytes(raw, source=f"{listing.repo_id}/{MODEL_INFO}")
