@@ -190,7 +190,7 @@ def _receive(
     rel = remote.path
     partial = staging.partial(rel)
     sha = hashlib.sha256()
-    git = hashlib.sha1(f"blob {remote.size}\0".encode()) if remote.git_sha1 else None
+    git = hashlib.sha1(f"blob {remote.size}\0".encode(), usedforsecurity=False) if remote.git_sha1 else None
     with partial.open("r+b") as out:
         if offset < remote.size:
             stream = source.open(listing, remote, offset)

@@ -86,6 +86,12 @@ class HuggingFaceSource(Source):
 
     def _not_found(self, exc: HttpStatusError, repo: str) -> Exception:
         code = exc.headers.get("x-error-code", "")
+        if code == "GatedRepo" or (exc.status == 403 and code != "RepoNotFound"):
+            return RepoNotFound(
+                f"Hugging Face ({self._endpoint}) refuses access to {repo!r} "
+                f"(HTTP {exc.status}, {code or 'forbidden'}): it is gated or private, and the node "
+                "downloads public repositories only"
+            )
         if exc.status == 404 or code in ("RepoNotFound", "RevisionNotFound") or exc.status == 401:
             what = "revision " + repr(self._revision) + " of " if code == "RevisionNotFound" else ""
             return RepoNotFound(
