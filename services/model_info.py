@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -178,6 +178,33 @@ def select_runtime_files(
             f"model {info.name!r} lists no files for runtime {runtime!r}", field_path=f"runtimes.{runtime}"
         )
     return _pick_precision(info.name, runtime, [WeightFile.parse(p) for p in files], wanted)
+
+
+# Files a runtime needs besides its weights: tokenizers, configs, vocabularies, OCR dictionaries
+# (MODEL_FORMATS.md 1.1 and 8). Weight and dataset formats are never "support" files.
+SUPPORT_FILE_SUFFIXES: tuple[str, ...] = (".json", ".txt", ".model", ".vocab", ".yaml", ".yml", ".tiktoken")
+NOT_SUPPORT_FILES: frozenset[str] = frozenset({".gitattributes", ".gitignore"})
+
+
+def support_files(info: ModelInfo, repo_paths: Iterable[str], weight_files: Iterable[str]) -> list[str]:
+    """The non-weight files to fetch with ``weight_files``: every file with a support suffix
+    (:data:`SUPPORT_FILE_SUFFIXES`) at the repository root or in the folder of a chosen weight
+    file. Files that belong to a dataset of ``info`` are left out (a dataset is fetched only when
+    it is configured), and so is ``model_info.json`` itself. Result in ``repo_paths`` order."""
+    folders = {str(PurePosixPath(p).parent) for p in weight_files} | {"."}
+    dataset_files = {f for ds in info.datasets.values() for f in ds.files}
+    chosen: list[str] = []
+    for path in repo_paths:
+        pure = PurePosixPath(path)
+        if (
+            str(pure.parent) in folders
+            and pure.suffix.lower() in SUPPORT_FILE_SUFFIXES
+            and pure.name not in NOT_SUPPORT_FILES
+            and path != "model_info.json"
+            and path not in dataset_files
+        ):
+            chosen.append(path)
+    return chosen
 
 
 def _pick_precision(model: str, runtime: str, files: list[WeightFile], wanted: str | None) -> list[str]:

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from app import __version__
 from app.core import node_commands
-from app.core.events import EventBus, NodeEvent, ServiceStatusChanged
+from app.core.downloads import DownloadManager, requests_from_config
+from app.core.events import DownloadProgress, DownloadState, EventBus, NodeEvent, ServiceStatusChanged
 from app.core.grpc.counters import RequestCounters
 from app.core.grpc.host_view import HostView
 from app.core.grpc.inference import InferenceServicer, install_inference
@@ -104,6 +105,15 @@ class NodeController(Protocol):
         """Queue the download of one configured model (None: every missing one)."""
         ...
 
+    async def downloads_follow_config(self) -> None:
+        """After a config change: rebuild the download manager (endpoints, owners, limits) when it
+        is idle; a manager busy downloading keeps its settings until its jobs end."""
+        if any(p.state.finished is False for p in self.downloads.snapshot()):
+            log.info("downloads in progress keep the old download settings")
+            return
+        old, self.downloads = self.downloads, self._new_download_manager()
+        await old.close()
+
     async def cancel_download(self, model: str) -> None: ...
 
     async def pause_download(self, model: str) -> None: ...
@@ -148,6 +158,8 @@ class Node:
             host.add_status_listener(self._on_service_status)
             self._snapshot = replace(self._snapshot, services=tuple(host.statuses()))
         # --- end gRPC hub
+        self.downloads = self._new_download_manager()
+        self._download_holds: dict[str, tuple[Any, str] | None] = {}
 
     @classmethod
     def from_config(cls, config: Any, *, node_id: str, config_path: Path | None = None) -> Node:
@@ -181,6 +193,8 @@ class Node:
                 raise
             self._snapshot = replace(self._snapshot, started_at=time.time())
             self._set_state(NodeState.RUNNING)
+            if self.config.downloads.auto_download:  # missing models, in the background
+                self.tasks.spawn("downloads:auto", self.start_download())
             log.info(
                 "Lumen node %s (%s) running on %s",
                 self._snapshot.name,
@@ -194,6 +208,8 @@ class Node:
                 return
             self._set_state(NodeState.STOPPING)
             await self._stop_listeners(grace=grace)
+            await self.downloads.close(timeout=grace)  # partial files stay for resume
+            self.downloads = self._new_download_manager()
             await self._stop_host()
             await self.tasks.close(timeout=grace)
             self._set_state(NodeState.STOPPED)
@@ -289,3 +305,73 @@ class Node:
     def _set_state(self, state: NodeState) -> None:
         self._snapshot = replace(self._snapshot, state=state)
         self.bus.publish(NodeStateChanged(state=state))
+
+    # ---------------------------------------------------------------- model downloads
+
+    def _new_download_manager(self) -> DownloadManager:
+        manager = DownloadManager(self.config, bus=self.bus)
+        manager.add_listener(self._on_download_event)
+        return manager
+
+    async def start_download(self, model: str | None = None, *, force: bool = False) -> None:
+        """Queue the missing models of the enabled services (``model``: only that one; ``force``:
+        even when it is already in the cache)."""
+        requests = requests_from_config(self.config)
+        if model is not None:
+            chosen = [r for r in requests if r.model == model]
+            if not chosen:
+                configured = ", ".join(r.model for r in requests) or "none"
+                raise ValueError(f"{model!r} is not a model of an enabled service; configured: {configured}")
+            requests = chosen
+        if not force:
+            requests = await self.downloads.missing(requests)
+        for request in requests:
+            self.downloads.submit(request, force=force)
+
+    async def downloads_follow_config(self) -> None:
+        """After a config change: rebuild the download manager (endpoints, owners, limits) when it
+        is idle; a manager busy downloading keeps its settings until its jobs end."""
+        if any(p.state.finished is False for p in self.downloads.snapshot()):
+            log.info("downloads in progress keep the old download settings")
+            return
+        old, self.downloads = self.downloads, self._new_download_manager()
+        await old.close()
+
+    async def cancel_download(self, model: str) -> None:
+        self.downloads.cancel(model)
+
+    async def pause_download(self, model: str) -> None:
+        self.downloads.pause(model)
+
+    async def resume_download(self, model: str) -> None:
+        self.downloads.resume(model)
+
+    def _on_download_event(self, event: object) -> None:
+        """Download-manager listener: keep ``snapshot.downloads`` current (latest progress per model)
+        and hold the waiting services DOWNLOADING / FAILED through the service host, if any."""
+        if not isinstance(event, DownloadProgress):
+            return
+        latest = {p.model: p for p in self._snapshot.downloads}
+        latest[event.model] = event
+        self._snapshot = replace(self._snapshot, downloads=tuple(latest.values()))
+        if self._snapshot.state is NodeState.STOPPING:
+            return  # cancellations while stopping say nothing about the services
+        for service in event.services:
+            self._apply_download_hold(service, [p for p in latest.values() if service in p.services])
+
+    def _apply_download_hold(self, service: str, progress: list[DownloadProgress]) -> None:
+        hold: tuple[Any, str] | None = None
+        active = [p for p in progress if not p.state.finished]
+        failed = [p for p in progress if p.state in (DownloadState.FAILED, DownloadState.CANCELLED)]
+        if active:
+            paused = all(p.state is DownloadState.PAUSED for p in active)
+            verb = "download paused" if paused else "downloading"
+            hold = (ServiceState.DOWNLOADING, f"{verb}: model {', '.join(p.model for p in active)}")
+        elif failed:
+            reasons = [f"{p.model}: {p.error or 'download cancelled'}" for p in failed]
+            hold = (ServiceState.FAILED, "model download failed: " + "; ".join(reasons))
+        if self._download_holds.get(service) == hold:
+            return
+        self._download_holds[service] = hold
+        if self.host is not None:
+            self.host.hold(service, *hold) if hold else self.host.hold(service, None)

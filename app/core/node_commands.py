@@ -69,6 +69,7 @@ async def apply_config(node: Node, new: Any) -> None:
         (li.port, li.services) for li in new.listeners()
     ]:
         log.warning("the config changes the node's listeners (ports); restart the node to apply them")
+    await node.downloads_follow_config()
     host = node.host
     if host is None:
         return
@@ -78,3 +79,5 @@ async def apply_config(node: Node, new: Any) -> None:
         return
     await reconfigure(new.service_specs())
     await node.sync_health()
+    if new.downloads.auto_download and node.snapshot().state.value == "running":
+        await node.start_download()  # the models of newly enabled services

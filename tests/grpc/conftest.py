@@ -39,11 +39,12 @@ def write_node_config(
         f"  host: {host}",
         f"  port: {port}",
         "  http_port: 0",
+        *([f"  admin_token: {admin_token}"] if admin_token else []),
         "  mdns:",
         "    enabled: false",
+        "downloads:",
+        "  auto_download: false",  # these nodes serve fake hosts; nothing to fetch
     ]
-    if admin_token:
-        lines.append(f"  admin_token: {admin_token}")
     lines.append("services:" if services else "services: {}")
     models = {"clip": "MobileCLIP2-S2", "bioclip": "bioclip-2", "face": "antelopev2", "ocr": "PP-OCRv5"}
     for name in services:

@@ -108,16 +108,18 @@ async def test_enabling_a_service_saves_the_config_and_reconfigures_the_host(mak
     assert {s.name: s.state for s in info.services} == {"ocr": "ready", "clip": "disabled"}
 
 
-async def test_bad_control_arguments_and_missing_parts_are_clear_errors(make_node) -> None:
+async def test_bad_control_arguments_are_clear_errors(make_node) -> None:
     node = await make_node(FakeHost(("clip",)))
     error = await _error(
         target(node), "SetServiceEnabled", pb.SetServiceEnabledRequest(service="clipp", enabled=True)
     )
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "built-in services: clip" in error.details()
-    error = await _error(target(node), "StartDownload", pb.StartDownloadRequest(model="MobileCLIP2-S2"))
-    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION and "download manager" in error.details()
+    error = await _error(target(node), "StartDownload", pb.StartDownloadRequest(model="NoSuchModel"))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "'NoSuchModel' is not a model of an enabled service; configured: MobileCLIP2-S2" in error.details()
     error = await _error(target(node), "PauseDownload", pb.DownloadRequest(model="MobileCLIP2-S2"))
-    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "no download of 'MobileCLIP2-S2' is queued or running" in error.details()
 
 
 async def test_reload_refuses_an_invalid_file_and_keeps_the_old_config(make_node) -> None:

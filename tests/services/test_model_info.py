@@ -9,6 +9,7 @@ from services.model_info import (
     parse_model_info,
     parse_model_info_bytes,
     select_runtime_files,
+    support_files,
 )
 
 SEED = {  # the example of seeds/000 (seed dialect)
@@ -184,3 +185,40 @@ def test_unknown_keys_are_ignored():
 def test_weight_file_names(path, component, precision):
     wf = WeightFile.parse(path)
     assert (wf.component, wf.precision) == (component, precision)
+
+
+REPO_PATHS = [
+    ".gitattributes",
+    "README.md",
+    "model_info.json",
+    "open_clip_config.json",
+    "tokenizer.json",
+    "vocab.txt",
+    "TreeOfLife-200M.json",
+    "TreeOfLife-200M.npy",
+    "onnx/vision.fp16.onnx",
+    "onnx/text.fp16.onnx",
+    "onnx/preprocess.json",
+    "rknn/rk3588/vision.fp16.rknn",
+    "rknn/rk3588/quant.json",
+    "extras/notes.txt",
+]
+
+
+def test_support_files_are_root_and_weight_folder_configs_but_not_datasets():
+    info = parse_model_info(PY_DIALECT)
+    weights = select_runtime_files(info, "onnx", precision="fp16")
+    assert support_files(info, REPO_PATHS, weights) == [
+        "open_clip_config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "onnx/preprocess.json",
+    ]
+
+
+def test_support_files_follow_the_rknn_device_folder():
+    info = parse_model_info(PY_DIALECT)
+    weights = select_runtime_files(info, "rknn", device="rk3588")
+    chosen = support_files(info, REPO_PATHS, weights)
+    assert "rknn/rk3588/quant.json" in chosen and "onnx/preprocess.json" not in chosen
+    assert "TreeOfLife-200M.json" not in chosen and "extras/notes.txt" not in chosen

@@ -309,6 +309,14 @@ class Downloads(_Model):
     local_dir: Path | None = None  # air-gapped source folder holding <model>/... trees
     max_parallel_files: int = Field(default=4, ge=1, le=32)
     auto_download: bool = True  # node start downloads missing models
+    # Download manager tuning (docs/downloads.md).
+    max_parallel_repos: int = Field(default=2, ge=1, le=8)  # model repositories fetched at once
+    retries: int = Field(default=5, ge=0, le=50)  # further attempts per file after a network error
+    retry_backoff_s: float = Field(default=1.0, gt=0, le=60)  # first wait; doubles per attempt
+    max_retry_wait_s: float = Field(default=60.0, gt=0, le=3600)  # cap on backoff and Retry-After
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=3600)  # longest silence inside a response
+    keep_free_mb: int = Field(default=256, ge=0)  # disk space that must stay free after a download
 
 
 class ImportSpec(_Model):

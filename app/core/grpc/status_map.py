@@ -98,8 +98,10 @@ def control_failure_for(exc: BaseException) -> RpcFailure:
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, ConfigError):
         return RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, f"the config is not valid:\n{exc}")
-    if isinstance(exc, ValueError | KeyError):
-        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc).strip("'\""))
+    if isinstance(exc, KeyError):  # str(KeyError) is the repr of its argument
+        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]) if exc.args else "unknown key")
+    if isinstance(exc, ValueError):
+        return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     if isinstance(exc, ServiceError):
         return failure_for(exc)
     if isinstance(exc, OSError):

@@ -1,0 +1,78 @@
+"""A folder on disk holding ``<model>/...`` trees (a USB stick, a NAS share) for air-gapped users.
+
+No hashes exist here; files are checked by size, hashed while copied, and the hash is recorded
+in the cache manifest like any other download.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from app.core.downloads.errors import RepoNotFound, SourceError
+from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
+
+
+class LocalSource(Source):
+    name = "local"
+    label = "local folder"
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+
+    @property
+    def location(self) -> str:
+        return str(self._root)
+
+    def repo_id(self, model: str) -> str:
+        return model
+
+    def list_files(self, model: str) -> RepoListing:
+        base = self._root / model
+        if not base.is_dir():
+            raise RepoNotFound(f"the local folder {self._root} has no model folder {model!r}")
+        resolved = base.resolve()
+        files: dict[str, RemoteFile] = {}
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                full = Path(dirpath) / filename
+                real = full.resolve()
+                if not real.is_file() or not real.is_relative_to(resolved):
+                    continue  # a link leaving the model folder is not part of it
+                rel = full.relative_to(base).as_posix()
+                stat = real.stat()
+                files[rel] = RemoteFile(
+                    path=rel, size=stat.st_size, etag=f"{stat.st_size}-{stat.st_mtime_ns}"
+                )
+        return RepoListing(self.name, model, "", files, location=str(base))
+
+    def open(self, listing: RepoListing, file: RemoteFile, offset: int) -> ByteStream:
+        path = Path(listing.location) / file.path
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        size = os.fstat(handle.fileno()).st_size
+        if size != file.size:
+            handle.close()
+            raise SourceError(f"{path} changed while downloading ({size} bytes, listed {file.size})")
+        handle.seek(offset)
+        return _FileStream(handle, offset)
+
+
+class _FileStream:
+    def __init__(self, handle: object, start: int) -> None:
+        self._handle = handle
+        self.start = start
+
+    def read(self, size: int) -> bytes:
+        return self._handle.read(size)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._handle.close()  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        pass  # local reads never block for long
