@@ -15,7 +15,7 @@ import pytest
 
 from app.core.config import NodeConfig, build_config
 from app.core.node import Node
-from tests.core.conftest import ROOT, free_port
+from tests.core.conftest import ROOT, free_port, isolated_home  # noqa: F401 (a fixture, shared)
 
 FAST_CLUSTER = {"probe_interval_s": 0.3, "probe_timeout_s": 1.0, "expiry_s": 1.5}
 

@@ -113,3 +113,22 @@ async def test_busy_http_port_is_a_clear_error_and_nothing_is_left_running(
     finally:
         blocker.close()
         await node.stop()
+
+
+def test_start_command_reports_the_busy_broker_port(
+    isolated_home: dict[str, str], tmp_path, mdns_type: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.main import main
+    from tests.cluster.conftest import config_yaml
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        path = config_yaml(node_config(mdns_type, http_port=port), tmp_path / "config.yaml")
+        assert main(["start", "--headless", "--config", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"the broker feed port {port} on 127.0.0.1 (node.http_port) is not available" in err
+    finally:
+        blocker.close()

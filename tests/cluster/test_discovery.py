@@ -279,3 +279,52 @@ async def test_address_changes_are_re_announced(mdns_type: str) -> None:
     finally:
         await cluster.stop()
         await observer.async_close()
+
+
+async def test_an_extra_listener_is_its_own_advertisement_of_the_same_peer(
+    nodes: list[Node], mdns_type: str
+) -> None:
+    from tests.core.conftest import free_port
+
+    clip_port = free_port()
+    services = {
+        "clip": {
+            "models": {"default": {"model": "MobileCLIP2-S2", "runtime": "onnx"}},
+            "server": {"port": clip_port, "mdns": {"enabled": True, "name": "Clip-Only"}},
+        },
+        "face": {"models": {"default": {"model": "antelopev2", "runtime": "onnx"}}},
+    }
+    observer = await _start(nodes, mdns_type, "a")
+    b = await _start(nodes, mdns_type, "b", services=services)
+    b_id = b.snapshot().node_id
+    await wait_for(
+        lambda: (p := observer.cluster.table.get(b_id)) and len(p.endpoints) == 2,
+        what="both advertisements of b",
+    )
+    peer = observer.cluster.table.get(b_id)
+    assert peer.port == b.snapshot().port and peer.name == auto_instance_name(b_id)  # the main listener
+    assert {(e.instance, e.port, e.services) for e in peer.endpoints} == {
+        (auto_instance_name(b_id), b.snapshot().port, ("clip", "face")),
+        ("Clip-Only", clip_port, ("clip",)),
+    }
+    assert [s.name for s in peer.services] == ["clip", "face"]
+    broker = {n["node_id"]: n["address"] for n in observer.cluster.broker_nodes("127.0.0.1")}
+    assert broker["Clip-Only"] == f"127.0.0.1:{clip_port}"
+    assert broker[auto_instance_name(b_id)] == f"127.0.0.1:{b.snapshot().port}"
+
+
+async def test_main_listener_with_mdns_off_is_not_advertised(nodes: list[Node], mdns_type: str) -> None:
+    observer = await _start(nodes, mdns_type, "a")
+    from tests.core.conftest import free_port
+
+    hub = {"enabled": True, "server": {"port": free_port(), "mdns": {"enabled": False}}}
+    b = Node(node_config(mdns_type).replace_at("hub", hub), node_id=node_id("b"))
+    nodes.append(b)
+    await b.start()
+    await wait_for(
+        lambda: b.cluster.advertiser and b.cluster.advertiser.registered_event.is_set(),
+        what="b's advertiser settled",
+    )
+    assert b.cluster.advertiser.registered_infos() == []
+    await asyncio.sleep(1.5)  # what b would need to be seen
+    assert peer_ids(observer) == set()

@@ -37,6 +37,7 @@ class AdvertSpec:
     port: int
     types: tuple[str, ...]
     services: tuple[str, ...] | None = None
+    advertise: bool = True  # False: listed in the broker feed only (its mDNS is switched off)
 
 
 TxtSource = Callable[[AdvertSpec], dict[str, str]]
@@ -88,11 +89,15 @@ class Advertiser:
     def start(self) -> None:
         """Begin registering every (listener, type) in tracked background tasks."""
         for spec in self._specs:
+            if not spec.advertise:
+                continue
             for type_ in spec.types:
                 slot = (spec.key, type_)
                 self._pending[slot] = self._tasks.spawn(
                     f"mdns-register:{spec.key}:{type_}", self._register(spec, type_)
                 )
+        if not self._pending:
+            self.registered_event.set()  # nothing to advertise
 
     async def stop(self, timeout: float = 1.0) -> None:
         """Goodbye packets for everything registered, within ``timeout`` seconds."""

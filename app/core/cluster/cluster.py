@@ -250,8 +250,9 @@ class Cluster:
         return self._specs[0].name if self._specs else auto_instance_name(self.node_id, self._hostname)
 
     def _advert_specs(self) -> list[AdvertSpec]:
-        """One spec per listener to advertise: the main one always (if mDNS is on), extra ones
-        when their ``server.mdns.enabled``; ports are the bound ones from the snapshot."""
+        """One spec per listener to advertise: the main one (always in the broker feed, on mDNS
+        unless its mDNS is off), extra ones when their ``server.mdns.enabled``; ports are the
+        bound ones from the snapshot."""
         snap = self._snapshot()
         bound = [li.port for li in getattr(snap, "listeners", ())]
         auto = auto_instance_name(self.node_id, self._hostname)
@@ -260,7 +261,7 @@ class Cluster:
             port = bound[index] if index < len(bound) else listener.port
             if listener.is_main:
                 name = listener.mdns_name or auto
-                specs.append(AdvertSpec("main", name, port, listener.mdns_types, None))
+                specs.append(AdvertSpec("main", name, port, listener.mdns_types, None, listener.mdns_enabled))
             elif listener.mdns_enabled:
                 services = listener.services or ()
                 name = listener.mdns_name or derived_instance_name(auto, "-".join(services))
