@@ -115,8 +115,26 @@ async def test_busy_http_port_is_a_clear_error_and_nothing_is_left_running(
         await node.stop()
 
 
+@pytest.fixture
+def restore_logging():
+    """``lumen-hub start`` configures the root logger (console + file): undo it afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
 def test_start_command_reports_the_busy_broker_port(
-    isolated_home: dict[str, str], tmp_path, mdns_type: str, capsys: pytest.CaptureFixture[str]
+    isolated_home: dict[str, str],
+    tmp_path,
+    mdns_type: str,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
 ) -> None:
     from app.main import main
     from tests.cluster.conftest import config_yaml

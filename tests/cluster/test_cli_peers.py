@@ -41,8 +41,8 @@ async def test_peers_lists_a_running_node(nodes: list[Node], mdns_type: str, hom
         what="registration",
     )
     table, as_json = await asyncio.gather(
-        _peers(home, "--type", mdns_type, "--timeout", "1.5"),
-        _peers(home, "--type", mdns_type, "--timeout", "1.5", "--json"),
+        _peers(home, "--type", mdns_type, "--timeout", "2.5"),
+        _peers(home, "--type", mdns_type, "--timeout", "2.5", "--json"),
     )
     code, out, err = table
     assert code == 0, err

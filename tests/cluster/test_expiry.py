@@ -71,8 +71,10 @@ async def test_killed_peer_expires_and_returns_when_it_answers_again(
         expiry = a.config.node.cluster.expiry_s
         assert silent >= expiry * 0.5  # it left because it stopped answering, not at once
         assert a.cluster.table.unanswering() == (b_id,)  # still advertised, just not answering
-        removed = [e for e in events if e.change is PeerChange.REMOVED]
-        assert removed and removed[-1].peer.node_id == b_id
+        removed = await wait_for(
+            lambda: [e for e in events if e.change is PeerChange.REMOVED], what="the REMOVED event"
+        )
+        assert removed[-1].peer.node_id == b_id
 
         # the same node (same persisted id, same port) starts again: listed again
         b = await _spawn_node(b_config, home)

@@ -125,7 +125,7 @@ class Advertiser:
                 self._aiozc.async_register_service(info, allow_name_change=True)
             )
             # zeroconf's probe only notices a holder whose PTR is already in our cache; ask for
-            # the name itself at the same time (answered by unicast, not rate limited)
+            # the name itself at the same time (one QU question, then QM)
             checking = asyncio.ensure_future(self._held_elsewhere(type_, name))
             try:
                 await asyncio.wait({registering, checking}, return_when=asyncio.FIRST_COMPLETED)
@@ -133,22 +133,16 @@ class Advertiser:
                     registering.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await registering
-                    number += 1
-                    name = _numbered(spec.name, number)
+                    number, name = await self._next_name(spec, number)
                     continue
                 announced = await registering
-                if await checking:  # lost the race: the name was taken while we probed
+                renamed_by_zeroconf = instance_label(info.name, type_) != name
+                if not renamed_by_zeroconf and await checking:  # taken while we probed
                     await self._aiozc.async_unregister_service(info)
-                    number += 1
-                    name = _numbered(spec.name, number)
+                    number, name = await self._next_name(spec, number)
                     continue
             except (NonUniqueNameException, ServiceNameAlreadyRegistered, BadTypeInNameException):
-                number += 1
-                if number > MAX_RENAMES:
-                    log.error("mDNS: no free instance name for %s after %d tries", spec.name, number)
-                    number = 1
-                    await asyncio.sleep(RETRY_DELAY_S)
-                name = _numbered(spec.name, number)
+                number, name = await self._next_name(spec, number)
                 continue
             except asyncio.CancelledError:
                 registering.cancel()
@@ -182,6 +176,21 @@ class Advertiser:
             with contextlib.suppress(Exception):
                 await announced
             return
+
+    async def _next_name(self, spec: AdvertSpec, number: int) -> tuple[int, str]:
+        """``<name>-2``, ``-3``...; after MAX_RENAMES tries, wait and start over (never give up)."""
+        number += 1
+        if number > MAX_RENAMES:
+            log.error(
+                "mDNS: no free instance name for %s after %d tries; retrying in %.0fs",
+                spec.name,
+                MAX_RENAMES,
+                RETRY_DELAY_S,
+            )
+            await asyncio.sleep(RETRY_DELAY_S)
+            number = 1
+            return number, spec.name
+        return number, _numbered(spec.name, number)
 
     async def _held_elsewhere(self, type_: str, name: str) -> bool:
         """Does another responder answer for ``name`` (a different host behind the SRV)?"""

@@ -276,7 +276,12 @@ class PeerTable:
             services=self._services(peer),
             state=main.txt.state,
         )
-        services = result.services if result and result.services is not None else services_from_txt(target)
+        services = services_from_txt(target)
+        if result and result.services is not None:
+            # the probe's word on each advertised service; a service the prober knows beyond TXT
+            # is kept too (a probe made before a record changed is corrected by the next one)
+            probed = {service.name: service for service in result.services}
+            services = tuple(probed.pop(s.name, s) for s in services) + tuple(probed.values())
         endpoints = tuple(
             PeerEndpoint(
                 service_type=record.service_type,
