@@ -135,6 +135,16 @@ class PeerService:
 
 
 @dataclass(frozen=True)
+class PeerEndpoint:
+    """One mDNS advertisement of a peer: a listener (``port``) under one service type."""
+
+    service_type: str  # "_lumen._tcp.local."
+    instance: str  # the instance name, "lumen-kitchen-1a2b3c4d"
+    port: int
+    services: tuple[str, ...] = ()  # TXT ``svc`` of that listener
+
+
+@dataclass(frozen=True)
 class PeerInfo:
     """What this node knows of another node on the LAN (one row of the cluster map)."""
 
@@ -152,6 +162,8 @@ class PeerInfo:
     rtt_ms: float | None = None
     first_seen: float = 0.0
     last_seen: float = 0.0
+    api_version: str = ""  # TXT ``api``: the peer's node API version
+    endpoints: tuple[PeerEndpoint, ...] = ()  # every advertisement of the peer (all types, listeners)
 
     @property
     def address(self) -> str:

@@ -143,6 +143,7 @@ class Node:
         self.tasks = TaskTracker("node")
         self._lock = asyncio.Lock()
         self._listeners: list[GrpcListener] = []
+        self._cluster: Any = None  # app.core.cluster.Cluster while running (issue 7)
         self._snapshot = NodeSnapshot(
             node_id=node_id,
             name=config.node.name or socket.gethostname(),
@@ -186,7 +187,9 @@ class Node:
             try:
                 await self._start_listeners()
                 await self._start_host()
+                await self._start_cluster()  # --- cluster (issue 7): after listeners and services
             except BaseException:
+                await self._stop_cluster(timeout=0.5)  # --- cluster (issue 7)
                 await self._stop_listeners(grace=0)
                 await self._stop_host()
                 self._set_state(NodeState.STOPPED)
@@ -207,6 +210,7 @@ class Node:
             if self._snapshot.state in (NodeState.STOPPED, NodeState.STOPPING):
                 return
             self._set_state(NodeState.STOPPING)
+            await self._stop_cluster(timeout=min(grace, 1.5))  # --- cluster (issue 7): goodbye first
             await self._stop_listeners(grace=grace)
             await self.downloads.close(timeout=grace)  # partial files stay for resume
             self.downloads = self._new_download_manager()
@@ -301,6 +305,36 @@ class Node:
         await node_commands.reload_config(self)
 
     # --- end gRPC hub
+    # --- cluster (issue 7) ------------------------------------------------------------------
+
+    async def _start_cluster(self) -> None:
+        """mDNS advertisement + discovery + peer table + broker feed (app/core/cluster)."""
+        from app.core.cluster import Cluster
+
+        self._cluster = Cluster(
+            self.config,
+            node_id=self._snapshot.node_id,
+            snapshot=self.snapshot,
+            bus=self.bus,
+            on_peers=self._set_peers,
+        )
+        await self._cluster.start()
+
+    async def _stop_cluster(self, timeout: float) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            await cluster.stop(timeout=timeout)
+        self._snapshot = replace(self._snapshot, peers=())
+
+    def _set_peers(self, peers: tuple[Any, ...]) -> None:
+        self._snapshot = replace(self._snapshot, peers=peers)
+
+    @property
+    def cluster(self) -> Any:
+        """The running :class:`app.core.cluster.Cluster` (None when stopped)."""
+        return self._cluster
+
+    # --- end cluster --------------------------------------------------------------------------
 
     def _set_state(self, state: NodeState) -> None:
         self._snapshot = replace(self._snapshot, state=state)

@@ -217,12 +217,32 @@ class Metadata(_Model):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+def _ip_address(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise fail(f"must be an IPv4 or IPv6 address such as 192.168.1.20 (got {value!r})") from None
+
+
+INTERFACE_CHOICES: tuple[str, ...] = ("all", "default")
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+
+
 class NodeMdns(_Model):
     """``node.mdns``: the master mDNS switch and what the main listener advertises."""
 
     enabled: bool = True
     types: tuple[ServiceType, ...] = DEFAULT_MDNS_TYPES
     instance_name: InstanceName | None = None  # None = lumen-<hostname>-<short node id>
+    # Where mDNS sockets listen and send: "all" (every IPv4 interface; works in network
+    # namespaces without a default route), "default" (the OS's default multicast interface),
+    # or a list of this machine's IP addresses.
+    interfaces: tuple[str, ...] = ("all",)
+    addresses: tuple[IpAddress, ...] = ()  # A/AAAA records; empty = every LAN interface
+    include_loopback: bool = False  # also publish 127.0.0.1 (always done when nothing else exists)
+    interface_poll_s: float = Field(default=5.0, gt=0, le=3600)  # re-check the interfaces this often
 
     @field_validator("types")
     @classmethod
@@ -230,6 +250,30 @@ class NodeMdns(_Model):
         if not value:
             raise fail("list at least one service type, e.g. '_lumen._tcp.local.' (or set enabled: false)")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("interfaces")
+    @classmethod
+    def _interfaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        items = tuple(
+            item.strip().lower() if item.strip().lower() in INTERFACE_CHOICES else item.strip()
+            for item in value
+        )
+        if not items:
+            raise fail("give 'all', 'default' or a list of this machine's IP addresses")
+        choices = [item for item in items if item in INTERFACE_CHOICES]
+        if choices and len(items) > 1:
+            raise fail(f"{choices[0]!r} must be the only entry (got {list(value)!r})")
+        if not choices:
+            items = tuple(_ip_address(item) for item in items)
+        return tuple(dict.fromkeys(items))
+
+
+class NodeCluster(_Model):
+    """``node.cluster``: how peers found on mDNS are checked and when they are dropped."""
+
+    probe_interval_s: float = Field(default=5.0, gt=0, le=3600)  # health-check each peer this often
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    expiry_s: float = Field(default=30.0, gt=0, le=86400)  # a peer silent this long leaves the table
 
 
 class NodeSettings(_Model):
@@ -240,6 +284,7 @@ class NodeSettings(_Model):
     port: NodePort = DEFAULT_NODE_PORT
     http_port: OptionalPort = DEFAULT_HTTP_PORT
     mdns: NodeMdns = Field(default_factory=NodeMdns)
+    cluster: NodeCluster = Field(default_factory=NodeCluster)
     model_idle_ttl_s: int = Field(default=600, ge=0)  # 0 = never unload
     max_loaded_models: int = Field(default=4, ge=1)
     max_concurrency: int = Field(default=2, ge=1)  # per model
