@@ -7,7 +7,9 @@ export), NCHW.
 
 Post-processing (DB): binarise ``p > det_threshold``; for each outer contour take its minimum-area
 rectangle, drop it when its shorter side < ``min_box_size``; score = mean probability inside it,
-drop below ``box_threshold``; grow it by ``d = area · unclip_ratio / perimeter``
+drop below ``box_threshold``; widen it by one pixel (the contour runs through the centres of the
+blob's edge pixels, the blob reaches half a pixel further), then grow it by
+``d = area · unclip_ratio / perimeter``
 (:func:`~services.ocr.quads.unclip_rect`), drop when the shorter side < ``min_box_size + 2``;
 map to the submitted image (per-axis ratio), clip, order the corners TL, TR, BR, BL.
 """
@@ -121,7 +123,9 @@ def boxes_from_map(
         score = box_score(prob, rect_points(rect))
         if score < params.box_threshold:
             continue
-        grown = unclip_rect(rect, params.unclip_ratio)
+        # contour points are pixel centres: the blob itself reaches half a pixel beyond them
+        (cx, cy), (w, h), angle = rect
+        grown = unclip_rect(((cx, cy), (w + 1.0, h + 1.0), angle), params.unclip_ratio)
         if min(grown[1]) < params.min_box_size + 2:
             continue
         pts = rect_points(grown)

@@ -30,7 +30,7 @@ from services.component_files import ComponentNotFound, find_component_file
 from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.ocr.dictionary import CharDictionary
 from services.ocr.params import OcrParams
-from services.ocr.pipeline import OcrPipeline
+from services.ocr.pipeline import OcrPipeline, dictionary_from_session
 from services.runtimes.base import Session
 
 DET_NAMES = ("detection", "det")
@@ -94,7 +94,11 @@ def resolve_ocr_model(
 def build_ocr_pipeline(
     files: OcrModelFiles, det_session: Session, rec_session: Session, cls_session: Session | None = None
 ) -> OcrPipeline:
-    dictionary = CharDictionary.from_file(files.dictionary) if files.dictionary else None
+    """The pipeline over sessions opened (by whatever runtime) for the resolved files. The
+    dictionary file is read only when the recogniser's metadata does not carry one."""
+    dictionary = dictionary_from_session(rec_session)
+    if dictionary is None and files.dictionary is not None:
+        dictionary = CharDictionary.from_file(files.dictionary)
     return OcrPipeline(
         det_session,
         rec_session,
