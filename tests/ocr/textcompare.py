@@ -12,9 +12,13 @@ import unicodedata
 _SAME_GLYPH = str.maketrans({"I": "l", "|": "l"})
 
 
-def normalise(text: str) -> str:
+def normalise(text: str, *, keep_spaces: bool = False) -> str:
     text = unicodedata.normalize("NFKC", text.replace("°℃", "℃"))
-    return "".join(ch for ch in text if not ch.isspace()).translate(_SAME_GLYPH)
+    if keep_spaces:
+        text = " ".join(text.split())
+    else:
+        text = "".join(ch for ch in text if not ch.isspace())
+    return text.translate(_SAME_GLYPH)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -28,9 +32,9 @@ def edit_distance(a: str, b: str) -> int:
     return row[-1]
 
 
-def errors(reference: str, got: str) -> tuple[int, int]:
+def errors(reference: str, got: str, *, keep_spaces: bool = False) -> tuple[int, int]:
     """``(character edits, reference length)`` after normalisation."""
-    ref, hyp = normalise(reference), normalise(got)
+    ref, hyp = normalise(reference, keep_spaces=keep_spaces), normalise(got, keep_spaces=keep_spaces)
     return edit_distance(ref, hyp), len(ref)
 
 
