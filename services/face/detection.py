@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from services.api import InferenceFailed
-from services.face.geometry import Letterbox, apply_letterbox, nms, plan_letterbox
+from services.face.geometry import Letterbox, nms, plan_letterbox, resize_for
 from services.face.params import FaceParams
 from services.runtimes.base import Session
 
@@ -89,18 +90,19 @@ class FaceDetector:
     # -- the pipeline ---------------------------------------------------------------------
 
     def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """The input tensor ``[1, 3, H, W]`` and where the image sits in it."""
+        """The input tensor ``[1, 3, H, W]`` and where the image sits in it (the padding is what
+        a black pixel becomes)."""
         h, w = rgb.shape[:2]
         plan = plan_letterbox(h, w, canvas=self.fixed_hw, target=self.input_size)
-        canvas = apply_letterbox(rgb, plan)
-        if self.channel_order == "bgr":
-            canvas = canvas[..., ::-1]
-        tensor = canvas.astype(np.float32)
+        source = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if self.channel_order == "bgr" else rgb
+        resized = resize_for(source, plan)
+        tensor = np.full((1, 3, plan.canvas_h, plan.canvas_w), self.pixel_offset, dtype=np.float32)
+        region = tensor[0, :, : plan.new_h, : plan.new_w]
+        region[...] = resized.transpose(2, 0, 1)
         if self.pixel_scale != 1.0:
-            tensor *= self.pixel_scale
+            region *= self.pixel_scale
         if self.pixel_offset != 0.0:
-            tensor += self.pixel_offset
-        tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
+            region += self.pixel_offset
         return tensor.astype(self.input_dtype, copy=False), plan
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:

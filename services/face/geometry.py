@@ -50,21 +50,15 @@ def plan_letterbox(
     return Letterbox(cw, ch, new_w, new_h, new_w / width, new_h / height)
 
 
-def apply_letterbox(image: np.ndarray, plan: Letterbox) -> np.ndarray:
-    """``image`` (H, W, C uint8) placed on a black canvas as ``plan`` says."""
+def resize_for(image: np.ndarray, plan: Letterbox) -> np.ndarray:
+    """``image`` resized to the plan's ``(new_w, new_h)`` (area averaging when shrinking)."""
     h, w = image.shape[:2]
-    if (plan.new_w, plan.new_h) != (w, h):
-        shrinking = plan.new_w < w
-        resized = cv2.resize(
-            image, (plan.new_w, plan.new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        )
-    else:
-        resized = image
-    if (plan.canvas_w, plan.canvas_h) == (plan.new_w, plan.new_h):
-        return np.ascontiguousarray(resized)
-    canvas = np.zeros((plan.canvas_h, plan.canvas_w, image.shape[2]), dtype=image.dtype)
-    canvas[: plan.new_h, : plan.new_w] = resized
-    return canvas
+    if (plan.new_w, plan.new_h) == (w, h):
+        return image
+    shrinking = plan.new_w < w
+    return cv2.resize(
+        image, (plan.new_w, plan.new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    )
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

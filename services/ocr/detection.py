@@ -83,11 +83,13 @@ class TextDetector:
     def prepare(self, rgb: np.ndarray, params: OcrParams) -> DetInput:
         h, w = rgb.shape[:2]
         new_h, new_w = self.target_size(h, w, params)
-        image = rgb[..., ::-1] if self.channel_order == "bgr" else rgb
+        image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if self.channel_order == "bgr" else rgb
         if (new_h, new_w) != (h, w):
             image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        x = image.astype(np.float32) * self._mul + self._add
-        tensor = np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(self.input_dtype, copy=False)
+        x = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)[None]
+        x *= self._mul[None, :, None, None]
+        x += self._add[None, :, None, None]
+        tensor = x.astype(self.input_dtype, copy=False)
         return DetInput(tensor, new_w / w, new_h / h)
 
     def probability_map(self, rgb: np.ndarray, params: OcrParams) -> tuple[np.ndarray, DetInput]:

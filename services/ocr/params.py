@@ -20,8 +20,9 @@ key                      default meaning
                                  (``use_cls``)
 ``cls_threshold``        0.9     rotate a line 180° only when "180" is more probable than this
                                  (``cls_thresh``)
-``cls_verify``           true    for lines the classifier wants to rotate, read both ways and keep
-                                 the more confident reading (guards against classifier misfires)
+``cls_verify``           true    when a line the classifier turned reads with confidence < 0.9,
+                                 read it unturned too and keep the more confident reading (guards
+                                 against classifier misfires on upright lines)
 ======================== ======= =================================================================
 """
 

@@ -14,6 +14,7 @@ from services.ocr.results import OcrItem, OcrResult
 from services.runtimes.base import Session
 
 METADATA_DICT_KEY = "character"
+VERIFY_BELOW = 0.9  # a line the classifier turned is read the original way too below this confidence
 
 
 def dictionary_from_session(session: Session) -> CharDictionary | None:
@@ -87,15 +88,18 @@ class OcrPipeline:
             for i, (is_180, prob) in enumerate(self.classifier.classify(crops)):
                 if is_180 and prob > params.cls_threshold:
                     flipped.append(i)
+        originals = {i: crops[i] for i in flipped}
+        for i in flipped:
+            crops[i] = np.ascontiguousarray(crops[i][::-1, ::-1])
+        readings = self.recogniser.recognise(crops)
         if not params.cls_verify:
-            for i in flipped:
-                crops[i] = np.ascontiguousarray(crops[i][::-1, ::-1])
-            return self.recogniser.recognise(crops)
-        rotated = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in flipped]
-        readings = self.recogniser.recognise(crops + rotated)
-        result = readings[: len(crops)]
-        for k, i in enumerate(flipped):
-            candidate = readings[len(crops) + k]
-            if candidate[1] > result[i][1]:
-                result[i] = candidate
-        return result
+            return readings
+        # The classifier sometimes turns an upright line (SOURCES.md): when the turned line
+        # reads poorly, read it the original way too and keep the more confident reading.
+        doubtful = [i for i in flipped if readings[i][1] < VERIFY_BELOW]
+        for i, again in zip(
+            doubtful, self.recogniser.recognise([originals[i] for i in doubtful]), strict=True
+        ):
+            if again[1] > readings[i][1]:
+                readings[i] = again
+        return readings

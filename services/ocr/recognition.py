@@ -1,7 +1,8 @@
 """PP-OCR text-line recognition (CTC) and the 0°/180° text-direction classifier.
 
 Recognition: each crop (BGR) is scaled to height 48 keeping its aspect; crops are sorted by
-aspect ratio and run in batches of similar width, each batch padded on the right to
+aspect ratio and run in batches of similar width (within 20%; on CPU only short lines share a
+batch, see :data:`REC_BATCH_PIXELS_CPU`), each batch padded on the right to
 ``max(320, widest)`` pixels with 0 (after normalisation ``(x / 255 − 0.5) / 0.5``, i.e. mid-grey,
 as PaddleOCR pads); the output ``[N, W/8, classes]`` is decoded greedily
 (:func:`~services.ocr.dictionary.ctc_greedy_decode`).
@@ -25,7 +26,12 @@ from services.runtimes.base import Session
 REC_HEIGHT = 48
 REC_MIN_WIDTH = 320
 REC_BATCH = 8
-REC_BATCH_PIXELS = 8 * 400  # cap on batch size × padded width (CPU onnxruntime gains nothing beyond)
+# Cap on batch size × padded width. On CPU the PP-OCRv4 recogniser gets SLOWER per line in
+# batches of wide lines (measured: 88 ms for one 832-px line, 205 ms per line in threes, one
+# thread), so CPU sessions batch only short lines; accelerators take bigger batches.
+REC_BATCH_PIXELS_CPU = 2 * REC_MIN_WIDTH
+REC_BATCH_PIXELS = 8 * 400
+REC_WIDTH_SPREAD = 1.2  # widest / narrowest crop in one batch
 REC_MAX_WIDTH = 48 * 64  # a longer line is squeezed to this width
 CLS_SIZE = (48, 192)
 CLS_BATCH = 16
@@ -33,7 +39,10 @@ CLS_BATCH = 16
 
 def _normalise(image: np.ndarray) -> np.ndarray:
     """uint8 HWC → float32 CHW in [−1, 1]."""
-    return (image.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+    x = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
+    x *= 2.0 / 255.0
+    x -= 1.0
+    return x
 
 
 def _resize_to_height(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
@@ -48,7 +57,14 @@ def _input_dtype(session: Session) -> np.dtype:
 
 
 class TextRecogniser:
-    def __init__(self, session: Session, dictionary: CharDictionary, *, batch_size: int = REC_BATCH) -> None:
+    def __init__(
+        self,
+        session: Session,
+        dictionary: CharDictionary,
+        *,
+        batch_size: int = REC_BATCH,
+        batch_pixels: int | None = None,
+    ) -> None:
         if not session.inputs or not session.outputs:
             raise InferenceFailed("text recogniser graph needs an input and an output")
         self.session = session
@@ -62,6 +78,8 @@ class TextRecogniser:
         self.dictionary = dictionary.fitted_to(classes) if classes else dictionary
         self._symbols = self.dictionary.symbols()
         self.batch_size = max(1, batch_size)
+        on_cpu = str(getattr(session, "runtime", "")).endswith("cpu")
+        self.batch_pixels = batch_pixels or (REC_BATCH_PIXELS_CPU if on_cpu else REC_BATCH_PIXELS)
 
     def recognise(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """``(text, confidence)`` for each BGR crop, in the order given."""
@@ -94,15 +112,23 @@ class TextRecogniser:
         return results
 
     def _batches(self, order: list[int], resized: dict[int, np.ndarray]) -> list[list[int]]:
-        """Consecutive runs of ``order`` (ascending width) of at most ``batch_size`` crops and
-        :data:`REC_BATCH_PIXELS` of padded width."""
+        """Consecutive runs of ``order`` (ascending width): at most ``batch_size`` crops,
+        ``batch_pixels`` of padded width, and widths within :data:`REC_WIDTH_SPREAD` of
+        the batch's narrowest (padding is computed for nothing)."""
         batches: list[list[int]] = []
         current: list[int] = []
+        first = 0
         for i in order:
             width = max(REC_MIN_WIDTH, resized[i].shape[1])  # the widest so far, as order ascends
-            if current and (len(current) >= self.batch_size or (len(current) + 1) * width > REC_BATCH_PIXELS):
+            if current and (
+                len(current) >= self.batch_size
+                or (len(current) + 1) * width > self.batch_pixels
+                or width > REC_WIDTH_SPREAD * first
+            ):
                 batches.append(current)
                 current = []
+            if not current:
+                first = width
             current.append(i)
         if current:
             batches.append(current)

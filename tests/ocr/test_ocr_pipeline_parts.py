@@ -10,6 +10,7 @@ import pytest
 
 from services.ocr import OcrParams, OcrPipeline, TextDetector, TextRecogniser
 from services.ocr.detection import boxes_from_map
+from services.ocr.recognition import REC_BATCH_PIXELS
 from services.runtimes.onnx import OnnxSession
 from tests.ocr.ocr_models import build_always_180_classifier
 from tests.ocr.textcompare import same
@@ -106,16 +107,21 @@ class RecordingSession:
 
 
 def test_recogniser_batches_similar_widths_and_keeps_the_order(ocr_pipeline):
-    session = RecordingSession(ocr_pipeline.recogniser.session)
-    rec = TextRecogniser(session, ocr_pipeline.dictionary)
     line = np.ascontiguousarray(load_rgb(shared_data("images/text/rapidocr_text_rec.jpg"))[..., ::-1])
     long = np.ascontiguousarray(np.concatenate([line] * 5, axis=1))  # 48 px high → ~1110 px wide
-    out = rec.recognise([long, line, long, line, line])
+    crops = [long, line, long, line, line]
+    # an accelerator-sized budget: the 3 short lines in one batch padded to 320, the 2 long ones in
+    # another (ceil(48·1810/78) = 1114 → 1120, a multiple of 8)
+    session = RecordingSession(ocr_pipeline.recogniser.session)
+    out = TextRecogniser(session, ocr_pipeline.dictionary, batch_pixels=REC_BATCH_PIXELS).recognise(crops)
     assert out[0][0] == out[2][0] == "韩国小馆" * 5
     assert out[1][0] == out[3][0] == out[4][0] == "韩国小馆"
-    # the 3 short lines in one batch padded to 320, the 2 long ones in another
-    assert sorted((s[0], s[3]) for s in session.shapes) == [
-        (2, 1120),
-        (3, 320),
-    ]  # ceil(48·1810/78) = 1114 → ×8
+    assert sorted((s[0], s[3]) for s in session.shapes) == [(2, 1120), (3, 320)]
     assert all(s[1:3] == (3, 48) for s in session.shapes)
+    # on CPU wide lines run alone (batching them is slower there), short ones in pairs
+    assert session.runtime == "onnxrt-cpu"
+    cpu = RecordingSession(ocr_pipeline.recogniser.session)
+    again = TextRecogniser(cpu, ocr_pipeline.dictionary).recognise(crops)
+    assert [t for t, _ in again] == [t for t, _ in out]
+    assert np.allclose([c for _, c in again], [c for _, c in out], atol=1e-3)
+    assert sorted((s[0], s[3]) for s in cpu.shapes) == [(1, 320), (1, 1120), (1, 1120), (2, 320)]
