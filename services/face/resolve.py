@@ -33,7 +33,8 @@ from services.component_files import find_component_file
 from services.face.detection import DEFAULT_INPUT_SIZE
 from services.face.detectors import make_detector, normalise_family
 from services.face.pipeline import FacePipeline
-from services.face.recognition import ARCFACE_SPEC, FaceRecogniser, RecogniserSpec, recogniser_preset
+from services.face.recognition import ARCFACE_SPEC, FaceRecogniser, RecogniserSpec
+from services.face.recognition import recogniser_preset as preset_spec
 from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.runtimes.base import Session
 
@@ -66,12 +67,12 @@ def resolve_face_model(
     folder: Path,
     *,
     family: str | None = None,
-    recogniser: str | None = None,
+    recogniser_preset: str | None = None,
     precision: str | None = None,
     model_id: str | None = None,
 ) -> FaceModelFiles:
-    """Resolve ``folder``. ``family`` / ``recogniser`` (a preset name) override what the folder
-    says. Raises FileNotFoundError (no detector file), ModelInfoError or ValueError (bad names)."""
+    """Resolve ``folder``. ``family`` / ``recogniser_preset`` override what the folder says.
+    Raises FileNotFoundError (no detector file), ModelInfoError or ValueError (bad names)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"face model folder not found: {folder}")
@@ -87,7 +88,7 @@ def resolve_face_model(
     chosen = family or det_block.get("family") or ("scrfd" if pack else None)
     chosen_family = normalise_family(str(chosen)) if chosen else None
 
-    spec = recogniser_preset(recogniser or str(rec_block.get("preset") or "arcface"))
+    spec = preset_spec(recogniser_preset or str(rec_block.get("preset") or "arcface"))
     try:
         spec = spec.with_overrides(rec_block)
     except (TypeError, ValueError) as exc:
@@ -149,12 +150,14 @@ def open_face_pipeline(
     folder: Path,
     *,
     family: str | None = None,
-    recogniser: str | None = None,
+    recogniser_preset: str | None = None,
     precision: str | None = None,
     open_session: SessionOpener | None = None,
 ) -> FacePipeline:
     """Resolve ``folder`` and open its sessions (onnxruntime by default)."""
-    files = resolve_face_model(folder, family=family, recogniser=recogniser, precision=precision)
+    files = resolve_face_model(
+        folder, family=family, recogniser_preset=recogniser_preset, precision=precision
+    )
     opener = open_session or _onnx
     det = opener(files.detector)
     rec = opener(files.recogniser) if files.recogniser else None
