@@ -1,0 +1,56 @@
+"""Locating ``../shared/testdata`` (real weights and images, never committed) and reading its
+images the way the services will: Pillow decode, EXIF orientation applied, RGB."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@cache
+def _find() -> Path | None:
+    override = os.environ.get("LUMEN_TESTDATA")
+    candidates = [Path(override)] if override else []
+    candidates += [REPO / ".." / "shared" / "testdata", REPO.parent.parent / "shared" / "testdata"]
+    for candidate in candidates:
+        if (candidate / "SOURCES.md").is_file():
+            return candidate.resolve()
+    return None
+
+
+def shared_data_dir() -> Path:
+    """The test data folder, or skip the test saying where it was looked for."""
+    found = _find()
+    if found is None:
+        pytest.skip(
+            f"real-model test data not found (looked for {REPO.parent / 'shared' / 'testdata'}; "
+            "set LUMEN_TESTDATA to its path)"
+        )
+    return found
+
+
+def shared_data(relative: str) -> Path:
+    path = shared_data_dir() / relative
+    if not path.is_file():
+        pytest.skip(f"test data file missing: {path}")
+    return path
+
+
+def expected() -> dict[str, Any]:
+    return json.loads(shared_data("expected.json").read_text(encoding="utf-8"))
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode like the services: Pillow, ``exif_transpose``, RGB ``uint8`` ``(H, W, 3)``."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
