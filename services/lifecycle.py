@@ -34,42 +34,12 @@ from typing import Any, TypeVar
 from services.api import HostSettings, ModelSpec, ServiceState, ServiceUnavailable
 from services.runtimes.base import RuntimeUnavailable
 from services.service import LoadedModel, ModelUnavailable, Service
+from services.tasks import TaskTracker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FAILED_LOAD_RETRY_S = 10.0
-
-
-class TaskGroup:
-    """Named, tracked background tasks of the host (cancelled on :meth:`close`)."""
-
-    def __init__(self, owner: str) -> None:
-        self._owner = owner
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, name: str, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self._owner}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(t.get_name() for t in self._tasks)
-
-    async def close(self, timeout: float = 5.0) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-        self._tasks.clear()
 
 
 @dataclass(eq=False)
@@ -250,7 +220,7 @@ class ModelManager:
         self.settings = settings
         self._on_change = on_change
         self.slots: list[ModelSlot] = []
-        self.tasks = TaskGroup("service-host")
+        self.tasks = TaskTracker("service-host")
         self._infer_pool: ThreadPoolExecutor | None = None
         self._prep_pool: ThreadPoolExecutor | None = None
 
