@@ -9,7 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from app.core.downloads.sources.http import HttpClient
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,20 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location}>"
+
+
+class HubSource(Source):
+    """A model hub reached over HTTP: an endpoint, a default owner, a revision."""
+
+    def __init__(self, http: HttpClient, *, endpoint: str, owner: str, revision: str) -> None:
+        self._http = http
+        self._endpoint = endpoint.rstrip("/")
+        self._owner = owner
+        self._revision = revision
+
+    @property
+    def location(self) -> str:
+        return self._endpoint
+
+    def repo_id(self, model: str) -> str:
+        return f"{self._owner}/{model}"

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 from app.core.downloads.errors import RepoNotFound, SourceError
-from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
+from app.core.downloads.sources.base import ByteStream, HubSource, RemoteFile, RepoListing
 from app.core.downloads.sources.http import HttpClient, HttpStatusError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -27,22 +27,12 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 
-class HuggingFaceSource(Source):
+class HuggingFaceSource(HubSource):
     name = "huggingface"
     label = "Hugging Face"
 
     def __init__(self, http: HttpClient, *, endpoint: str, owner: str, revision: str = "main") -> None:
-        self._http = http
-        self._endpoint = endpoint.rstrip("/")
-        self._owner = owner
-        self._revision = revision
-
-    @property
-    def location(self) -> str:
-        return self._endpoint
-
-    def repo_id(self, model: str) -> str:
-        return f"{self._owner}/{model}"
+        super().__init__(http, endpoint=endpoint, owner=owner, revision=revision)
 
     def list_files(self, model: str) -> RepoListing:
         repo = self.repo_id(model)

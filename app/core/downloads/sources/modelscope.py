@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from app.core.downloads.errors import RepoNotFound, SourceError
-from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
+from app.core.downloads.sources.base import ByteStream, HubSource, RemoteFile, RepoListing
 from app.core.downloads.sources.http import HttpClient, HttpStatusError
 
 log = logging.getLogger(__name__)
@@ -24,22 +24,12 @@ DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 LISTING_LIMIT = 3000  # the server silently truncates a listing at this many entries
 
 
-class ModelScopeSource(Source):
+class ModelScopeSource(HubSource):
     name = "modelscope"
     label = "ModelScope"
 
     def __init__(self, http: HttpClient, *, endpoint: str, owner: str, revision: str = "master") -> None:
-        self._http = http
-        self._endpoint = endpoint.rstrip("/")
-        self._owner = owner
-        self._revision = revision
-
-    @property
-    def location(self) -> str:
-        return self._endpoint
-
-    def repo_id(self, model: str) -> str:
-        return f"{self._owner}/{model}"
+        super().__init__(http, endpoint=endpoint, owner=owner, revision=revision)
 
     def _repo_url(self, repo: str) -> str:
         return f"{self._endpoint}/api/v1/models/{quote(repo, safe='/')}"
