@@ -52,9 +52,10 @@ def _onnxruntime() -> tuple[list[str], list[str]]:
     try:
         import onnxruntime as ort
 
-        from services.runtimes.onnx import PROVIDER_LABELS
+        from services.runtimes.onnx import PROVIDER_LABELS, PROVIDER_PREFERENCE
 
-        providers = list(ort.get_available_providers())
+        # only providers that run models on this machine (not e.g. Azure's remote endpoint)
+        providers = [p for p in ort.get_available_providers() if p in PROVIDER_PREFERENCE]
     except Exception:  # a broken install must not break node info
         return [], []
     labels = [PROVIDER_LABELS.get(p, p.removesuffix("ExecutionProvider").lower()) for p in providers]
