@@ -1,5 +1,5 @@
 """Locating ``../shared/testdata`` (real weights and images, never committed) and reading its
-images the way the services will: Pillow decode, EXIF orientation applied, RGB."""
+images the way the services do (``services.imaging``: EXIF orientation applied, RGB)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def expected() -> dict[str, Any]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode like the services: Pillow, ``exif_transpose``, RGB ``uint8`` ``(H, W, 3)``."""
-    from PIL import Image, ImageOps
+    """Decode like the services (:func:`services.imaging.decode_rgb_array`): RGB ``uint8``
+    ``(H, W, 3)``, EXIF orientation applied."""
+    from services.imaging import decode_rgb_array
 
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    return decode_rgb_array(Path(path).read_bytes())
