@@ -38,7 +38,12 @@ from services.model_info import (
 
 class ComponentNotFound(FileNotFoundError):
     """No weight file for a component (or none at the asked precision); the message lists what
-    the folder or its ``model_info.json`` has."""
+    the folder or its ``model_info.json`` has. ``listed``: the candidates came from
+    ``model_info.json`` (so more downloading will not help)."""
+
+    def __init__(self, message: str, *, listed: bool = False) -> None:
+        super().__init__(message)
+        self.listed = listed
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ def find_component(
             if not exact:
                 offered = ", ".join(sorted({wf.effective_precision for wf in matches}))
                 raise ComponentNotFound(
-                    f"{folder}: no {wanted} {runtime} file for {name!r}; precisions present: {offered}"
+                    f"{folder}: no {wanted} {runtime} file for {name!r}; precisions present: {offered}",
+                    listed=listed,
                 )
             matches = exact
         if matches:
@@ -134,7 +140,8 @@ def find_component(
     raise ComponentNotFound(
         f"{folder}: no {runtime} file for component {' or '.join(repr(n) for n in wanted_names)} "
         f"(looked for {runtime}/<component>[.<precision>]{ext} and <component>/model{ext}; "
-        f"{runtime} files {where}: {seen})"
+        f"{runtime} files {where}: {seen})",
+        listed=listed,
     )
 
 
