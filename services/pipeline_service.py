@@ -18,7 +18,7 @@ the rest the same way for both:
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,13 +27,12 @@ import numpy as np
 
 from services.api import HostSettings, InferenceRequest, ModelSpec, ServiceSpec
 from services.component_files import ComponentNotFound
-from services.imaging import RGB_TENSOR_MIME, ImageLimits, decode_rgb_array, image_mimes
+from services.image_service import ImageService
+from services.imaging import decode_rgb_array
 from services.lifecycle import ModelLease
 from services.model_info import ModelInfoError
-from services.runtimes import RuntimeUnavailable, Session, TensorInfo, check_runtime, open_session
-from services.service import ModelUnavailable, Service
-
-SessionFactory = Callable[..., Session]
+from services.runtimes import RuntimeUnavailable, Session, TensorInfo, check_runtime
+from services.service import ModelUnavailable
 
 
 class ResolvedFiles(Protocol):
@@ -69,28 +68,32 @@ class LoadedPipeline:
         self.sessions.clear()
 
 
-class PipelineService(Service, Generic[F]):
+class PipelineService(ImageService, Generic[F]):
     """Base of ``face`` and ``ocr``; see the module docstring."""
 
-    def __init__(
-        self,
-        spec: ServiceSpec,
-        settings: HostSettings,
-        *,
-        session_factory: SessionFactory = open_session,
-        image_limits: ImageLimits = ImageLimits(),
-    ) -> None:
-        super().__init__(spec, settings)
-        self._session_factory = session_factory
-        self.image_limits = image_limits
+    def __init__(self, spec: ServiceSpec, settings: HostSettings, **options: Any) -> None:
+        super().__init__(spec, settings, **options)  # session_factory, image_limits
         self._files: dict[str, F] = {}
         self._facts: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ for subclasses
 
+    @staticmethod
     @abstractmethod
+    def resolve_folder(
+        folder: Path, *, precision: str | None, model_id: str, runtime: str, device: str | None
+    ) -> F:
+        """The phase-1 resolver (``resolve_face_model``, ``resolve_ocr_model``): the folder's
+        files (raises FileNotFoundError, ModelInfoError, ValueError)."""
+
     def resolve(self, model: ModelSpec) -> F:
-        """The folder's files for ``model`` (raises FileNotFoundError, ModelInfoError, ValueError)."""
+        return self.resolve_folder(
+            model.path,
+            precision=model.precision,
+            model_id=self.model_id(model),
+            runtime=model.runtime,
+            device=model.rknn_device,
+        )
 
     @abstractmethod
     def build(self, files: F, model: ModelSpec, open_file: SessionOpener) -> Any:
@@ -102,9 +105,6 @@ class PipelineService(Service, Generic[F]):
     def facts(self, files: F, pipeline: Any | None) -> dict[str, str]:
         """Capability ``extra`` entries for a resolved model (``pipeline`` once it is loaded)."""
         return {}
-
-    def input_mimes(self) -> tuple[str, ...]:
-        return (*image_mimes(), RGB_TENSOR_MIME)
 
     # ------------------------------------------------------------------ Service
 
@@ -155,12 +155,6 @@ class PipelineService(Service, Generic[F]):
     def precision(self, model: ModelSpec) -> str:
         files = self._files.get(model.alias)
         return files.precision if files is not None else (model.precision or "fp32")
-
-    def default_model(self) -> ModelSpec | None:
-        by_alias = {m.alias: m for m in self.spec.models}
-        return by_alias.get(self.spec.default_model or "") or (
-            self.spec.models[0] if self.spec.models else None
-        )
 
     def extra(self) -> dict[str, str]:
         default = self.default_model()

@@ -68,14 +68,7 @@ class FaceService(PipelineService[FaceModelFiles]):
 
     # ------------------------------------------------------------------ model
 
-    def resolve(self, model: ModelSpec) -> FaceModelFiles:
-        return resolve_face_model(
-            model.path,
-            precision=model.precision,
-            model_id=self.model_id(model),
-            runtime=model.runtime,
-            device=model.rknn_device,
-        )
+    resolve_folder = staticmethod(resolve_face_model)
 
     def build(self, files: FaceModelFiles, model: ModelSpec, open_file: SessionOpener) -> FacePipeline:
         fixed = model.runtime == "rknn"

@@ -65,14 +65,7 @@ class OcrService(PipelineService[OcrModelFiles]):
                 retry=False,
             )
 
-    def resolve(self, model: ModelSpec) -> OcrModelFiles:
-        return resolve_ocr_model(
-            model.path,
-            precision=model.precision,
-            model_id=self.model_id(model),
-            runtime=model.runtime,
-            device=model.rknn_device,
-        )
+    resolve_folder = staticmethod(resolve_ocr_model)
 
     def build(self, files: OcrModelFiles, model: ModelSpec, open_file: SessionOpener) -> OcrPipeline:
         # Signatures for runtimes whose files carry none (torch); onnxruntime reads its own.

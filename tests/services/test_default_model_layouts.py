@@ -30,6 +30,7 @@ from tests.support.standin_models import (
 
 DICTIONARY = ["L", "u", "m", "e", "n", "光"]
 PLANTED_TEXT = "Lumen光"
+ONNX_FILES = [f"onnx/{c}.{p}.onnx" for p in ("fp32", "fp16") for c in ("detection", "recognition")]
 FACE = Planted(16, 20, 20, 0, 0.9, (3, 3, 3, 3), (-1.0, -1.0, 1.0, -1.0, 0.0, 0.0, -0.8, 1.0, 0.8, 1.0))
 
 
@@ -67,15 +68,7 @@ PY_FACE = _info(  # Python Lumen (ModelScope LumilioPhotos): file lists, per-dev
     "antelopev2",
     "face",
     {
-        "onnx": {
-            "available": True,
-            "files": [
-                "onnx/detection.fp32.onnx",
-                "onnx/recognition.fp32.onnx",
-                "onnx/detection.fp16.onnx",
-                "onnx/recognition.fp16.onnx",
-            ],
-        },
+        "onnx": {"available": True, "files": ONNX_FILES},
         "rknn": {"available": True, "files": {"rk3588": ["rknn/rk3588/detection.fp16.rknn"]}},
     },
     embedding_dim=512,
@@ -113,17 +106,7 @@ HUB_OCR = _info(  # Lumen-Hub tools/ppocr/model_info.example.json
 PY_OCR = _info(
     "PP-OCRv5",
     "ocr",
-    {
-        "onnx": {
-            "available": True,
-            "files": [
-                "onnx/detection.fp32.onnx",
-                "onnx/recognition.fp32.onnx",
-                "onnx/detection.fp16.onnx",
-                "onnx/recognition.fp16.onnx",
-            ],
-        }
-    },
+    {"onnx": {"available": True, "files": ONNX_FILES}},
     extra_metadata={
         "det_config": {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "limit_side_len": 960},
         "rec_config": {"character_dict_path": "ppocrv5_dict.txt", "use_space_char": True},

@@ -30,20 +30,11 @@ from tests.services.face_ocr_support import (
     sideways_with_exif,
 )
 from tests.support.model_dirs import build_yunet_mobilefacenet_dir
-from tests.support.testdata import expected, shared_data
+from tests.support.testdata import FACE_PHOTOS, expected, shared_data
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DETECTOR = "yunet_s_640_640@0.6"
-PHOTOS = [
-    "images/faces/astronaut.jpg",
-    "images/faces/camera.png",
-    "images/faces/faces_collage_4.jpg",
-    "images/faces/grace_hopper.jpg",
-    "images/no_faces/chelsea.jpg",
-    "images/no_faces/coffee.jpg",
-    "images/no_faces/rocket.jpg",
-]
 COLLAGE = "images/faces/faces_collage_4.jpg"
 
 
@@ -68,7 +59,7 @@ def _nearest(boxes: list[list[float]], target: list[float]) -> list[float]:
     return min(boxes, key=lambda b: max(abs(x - y) for x, y in zip(b, target, strict=True)))
 
 
-@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("photo", FACE_PHOTOS)
 async def test_face_recognition_on_the_test_photos(host, photo):
     truth = expected()["face_detection"][photo][DETECTOR]
     mime = "image/png" if photo.endswith(".png") else "image/jpeg"

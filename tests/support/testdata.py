@@ -14,6 +14,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# The photos the face tests and the benchmark use (expected.json has their measured faces).
+FACE_PHOTOS: tuple[str, ...] = (
+    "images/faces/astronaut.jpg",
+    "images/faces/camera.png",
+    "images/faces/faces_collage_4.jpg",
+    "images/faces/grace_hopper.jpg",
+    "images/no_faces/chelsea.jpg",
+    "images/no_faces/coffee.jpg",
+    "images/no_faces/rocket.jpg",
+)
+
 
 @cache
 def _find() -> Path | None:
