@@ -1,13 +1,22 @@
-"""Face (detect + embed) and OCR latency: our pipelines vs a bare onnxruntime pipeline of the same
-models, written independently below, in the same run.
+"""Face (``face_recognition``) and ``ocr`` latency: our services, called through the service API
+(``ServiceHost.infer`` with the encoded image bytes), vs a bare onnxruntime pipeline of the same
+models written independently below, in the same run.
 
-    .venv/bin/python bench/face_ocr.py [--quick] [--rounds N] [--threads N] [--testdata PATH]
+    .venv/bin/python bench/face_ocr.py [--quick] [--rounds N] [--threads N] [--only face|ocr]
 
-Per pipeline it prints per-image latency p50 / p95, images per second, and the ratio of our
-throughput to the bare one (target ≥ 0.9). The two sides alternate image by image so that noise
-from other processes hits both alike. "Ours" is a :data:`Runner` (a function of a
-:class:`Sample`): point :func:`ours_face` / :func:`ours_ocr` at something else (e.g. the service
-API, which would use ``sample.data``) to measure that instead.
+Every side starts from the encoded file (``Sample.data``) and decodes it itself. Sides:
+
+* ``ours`` — ``ServiceHost.infer`` (decode in the prep executor, pipeline in the inference
+  executor under the model's concurrency limit, result as the face_v1 / ocr_v1 JSON object);
+* ``pipeline`` — the phase-1 pipeline called directly on the decoded array (the service's cost
+  is the difference to ``ours``);
+* ``ours-no-verify`` (OCR) — the service with meta ``cls_verify=false``: without the classifier
+  safeguard, i.e. the same work as the bare pipeline;
+* ``bare`` — onnxruntime + OpenCV only.
+
+Per side it prints per-image latency p50 / p95, images per second and the throughput ratio to
+the bare one (target ≥ 0.9). The sides alternate image by image (and who goes first alternates
+by round), so noise from other processes hits them alike.
 
 Uses the real weights and photos in ``../shared/testdata`` (YuNet + MobileFaceNet, PP-OCRv4).
 """
@@ -15,6 +24,7 @@ Uses the real weights and photos in ``../shared/testdata`` (YuNet + MobileFaceNe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import statistics
@@ -32,15 +42,8 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FACE_PHOTOS = [
-    "images/faces/astronaut.jpg",
-    "images/faces/camera.png",
-    "images/faces/faces_collage_4.jpg",
-    "images/faces/grace_hopper.jpg",
-    "images/no_faces/chelsea.jpg",
-    "images/no_faces/coffee.jpg",
-    "images/no_faces/rocket.jpg",
-]
+from tests.support.testdata import FACE_PHOTOS  # noqa: E402  (after the path insert)
+
 OCR_IMAGES = [
     "images/text/ocr_rendered_en.png",
     "images/text/ocr_rendered_zh.png",
@@ -53,28 +56,64 @@ OCR_IMAGES = [
 @dataclass(frozen=True)
 class Sample:
     name: str
+    mime: str
     data: bytes  # the encoded file, as a client would send it
-    rgb: np.ndarray  # decoded, EXIF-oriented RGB
 
 
 Runner = Callable[[Sample], int]  # returns the number of faces / text lines found
 
 
 def load_samples(testdata: Path, names: Sequence[str]) -> list[Sample]:
+    mimes = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+    return [Sample(name, mimes[Path(name).suffix], (testdata / name).read_bytes()) for name in names]
+
+
+def decode_pil(data: bytes) -> np.ndarray:
+    """What a bare pipeline would do: Pillow, EXIF orientation, RGB."""
+    import io
+
     from PIL import Image, ImageOps
 
-    samples = []
-    for name in names:
-        path = testdata / name
-        with Image.open(path) as im:
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        samples.append(Sample(name, path.read_bytes(), rgb))
-    return samples
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 # ----------------------------------------------------------------------------------------------
-# Ours
+# Ours: the service API, and the pipelines directly
 # ----------------------------------------------------------------------------------------------
+
+
+class ServiceRunners:
+    """One :class:`~services.host.ServiceHost` serving face and OCR on the test model folders,
+    driven from this (synchronous) script through one event loop."""
+
+    def __init__(self, face_dir: Path | None, ocr_dir: Path | None, threads: int) -> None:
+        from services.api import HostSettings, ModelSpec, ServiceSpec
+        from services.host import ServiceHost
+
+        specs = [
+            ServiceSpec(name, (ModelSpec("default", folder.name, "onnx", folder),))
+            for name, folder in (("face", face_dir), ("ocr", ocr_dir))
+            if folder is not None
+        ]
+        settings = HostSettings(
+            execution_providers=("CPUExecutionProvider",), intra_op_threads=threads, model_idle_ttl_s=0
+        )
+        self.loop = asyncio.new_event_loop()
+        self.host = ServiceHost(specs, settings)
+
+    def runner(self, task: str, meta: dict[str, str] | None = None) -> Runner:
+        from services.api import InferenceRequest
+
+        def run(sample: Sample) -> int:
+            request = InferenceRequest(task, sample.data, sample.mime, meta or {})
+            return int(self.loop.run_until_complete(self.host.infer(request)).data["count"])
+
+        return run
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.host.stop())
+        self.loop.close()
 
 
 def _session_opener(threads: int) -> Callable[[Path], object]:
@@ -83,21 +122,18 @@ def _session_opener(threads: int) -> Callable[[Path], object]:
     return lambda path: OnnxSession(path, providers=("CPUExecutionProvider",), intra_op_threads=threads)
 
 
-def ours_face(model_dir: Path, threads: int) -> Runner:
+def pipeline_face(model_dir: Path, threads: int) -> Runner:
     from services.face import open_face_pipeline
 
     pipeline = open_face_pipeline(model_dir, open_session=_session_opener(threads))
-    return lambda sample: pipeline.analyze(sample.rgb).count
+    return lambda sample: pipeline.analyze(decode_pil(sample.data)).count
 
 
-def ours_ocr(model_dir: Path, threads: int, *, verify: bool = True) -> Runner:
-    """``verify=False``: without the classifier safeguard (re-reading lines the classifier turned
-    that then read poorly), i.e. the same work as the bare pipeline."""
-    from services.ocr import OcrParams, open_ocr_pipeline
+def pipeline_ocr(model_dir: Path, threads: int) -> Runner:
+    from services.ocr import open_ocr_pipeline
 
     pipeline = open_ocr_pipeline(model_dir, open_session=_session_opener(threads))
-    params = OcrParams(cls_verify=verify)
-    return lambda sample: pipeline.read(sample.rgb, params).count
+    return lambda sample: pipeline.read(decode_pil(sample.data)).count
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,7 +162,7 @@ def bare_face(testdata: Path, threads: int) -> Runner:
     std = np.array([0.229, 0.224, 0.225], np.float32)
 
     def run(sample: Sample) -> int:
-        img = sample.rgb
+        img = decode_pil(sample.data)
         h, w = img.shape[:2]
         scale = 640.0 / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -175,7 +211,7 @@ def bare_ocr(testdata: Path, threads: int) -> Runner:
         return ((x.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
 
     def run(sample: Sample) -> int:
-        bgr = cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(decode_pil(sample.data), cv2.COLOR_RGB2BGR)
         h, w = bgr.shape[:2]
         r = min(1.0, 960 / max(h, w))
         rh, rw = max(32, round(h * r / 32) * 32), max(32, round(w * r / 32) * 32)
@@ -330,27 +366,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         print(f"face_ocr bench: {rounds} rounds, {warmup} warm-up, threads={args.threads or 'default'}")
-        if args.only in (None, "face"):
-            face_dir = build_yunet_mobilefacenet_dir(Path(tmp) / "face")
-            samples = load_samples(testdata, FACE_PHOTOS)
-            sides = {"ours": ours_face(face_dir, args.threads), "bare": bare_face(testdata, args.threads)}
-            ratios["face"] = report(
-                f"face detect+embed (YuNet dynamic + MobileFaceNet), {len(samples)} photos",
-                measure(samples, sides, rounds, warmup),
-            )
-        if args.only in (None, "ocr"):
-            ocr_dir = build_ppocr_dir(Path(tmp) / "ocr")
-            samples = load_samples(testdata, OCR_IMAGES)
-            sides = {
-                "ours": ours_ocr(ocr_dir, args.threads),
-                "ours-no-verify": ours_ocr(ocr_dir, args.threads, verify=False),
-                "bare": bare_ocr(testdata, args.threads),
-            }
-            ratios["ocr"] = report(
-                f"OCR (PP-OCRv4 det + cls + rec), {len(samples)} images",
-                measure(samples, sides, rounds, warmup),
-            )
-    print("\nsummary: " + ", ".join(f"{k} ratio {v:.2f}" for k, v in ratios.items()))
+        face_dir = build_yunet_mobilefacenet_dir(Path(tmp) / "yunet-mobilefacenet")
+        ocr_dir = build_ppocr_dir(Path(tmp) / "PP-OCRv4-test")
+        service = ServiceRunners(
+            face_dir if args.only in (None, "face") else None,
+            ocr_dir if args.only in (None, "ocr") else None,
+            args.threads,
+        )
+        try:
+            if args.only in (None, "face"):
+                samples = load_samples(testdata, FACE_PHOTOS)
+                sides = {
+                    "ours": service.runner("face_recognition"),
+                    "pipeline": pipeline_face(face_dir, args.threads),
+                    "bare": bare_face(testdata, args.threads),
+                }
+                ratios["face"] = report(
+                    f"face_recognition (YuNet dynamic + MobileFaceNet), {len(samples)} photos",
+                    measure(samples, sides, rounds, warmup),
+                )
+            if args.only in (None, "ocr"):
+                samples = load_samples(testdata, OCR_IMAGES)
+                sides = {
+                    "ours": service.runner("ocr"),
+                    "ours-no-verify": service.runner("ocr", {"cls_verify": "false"}),
+                    "pipeline": pipeline_ocr(ocr_dir, args.threads),
+                    "bare": bare_ocr(testdata, args.threads),
+                }
+                ratios["ocr"] = report(
+                    f"ocr (PP-OCRv4 det + cls + rec), {len(samples)} images",
+                    measure(samples, sides, rounds, warmup),
+                )
+        finally:
+            service.close()
+    print("\nsummary (ours = the service API): " + ", ".join(f"{k} ratio {v:.2f}" for k, v in ratios.items()))
     return 0
 
 

@@ -1,85 +1,155 @@
-"""Find the weight file of one model component (``detection``, ``recognition`` ...) in a folder.
+"""Find the weight file of one model component (``vision``, ``detection``, ``recognition`` ...).
 
-Model folders come in the layouts of ``MODEL_FORMATS.md`` §1/§8: ``onnx/<component>.<precision>.onnx``
-(Python Lumen, Lumen-Hub), ``onnx/<component>.onnx`` (taken as fp32), and Immich's
-``<component>/model.onnx``. When the folder has a ``model_info.json`` that lists onnx files, those
-listed files are the candidates; otherwise the folder itself is searched.
+One rule for every service (MODEL_FORMATS §8.2–8.3), used by ``clip``/``bioclip``, ``face`` and
+``ocr``:
+
+* **Candidates**: when the folder has a ``model_info.json``, the files it lists for the runtime
+  (for RKNN: for the chosen device), present on disk or not — a listed file that is absent is
+  *missing* (a download not finished), never silently replaced by another; a runtime it does not
+  offer is an error. Without ``model_info.json``, the files in ``<runtime>/``
+  (``rknn/<device>/``) with the runtime's extension.
+* **Names**: ``<runtime>/<component>.<precision>.<ext>``; a name without precision
+  (``onnx/text.onnx``) is fp32. A component may be accepted under several names
+  (``vision``/``visual``); the first name with a candidate wins.
+* **Precision**: the asked one exactly (``fp16q8`` loads the fp16 file), else
+  :class:`ComponentNotFound` naming what is offered; no precision asked = the best present file
+  (fp32, fp16, int8 ...), or the best listed one when none is present yet.
+* **Immich** ``<component>/model.<ext>`` when no candidate has the name.
+
+:func:`find_component` returns a :class:`ComponentFile` (which may be absent on disk:
+:attr:`ComponentFile.present`); callers collect the absent ones to name every missing file at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.model_info import (
-    DEFAULT_PRECISION_ORDER,
+    WEIGHT_EXTENSIONS,
     ModelInfo,
     WeightFile,
     normalise_precision,
+    precision_rank,
+    runtime_files,
 )
 
 
 class ComponentNotFound(FileNotFoundError):
-    """No weight file for a component; the message lists what the folder has."""
+    """No weight file for a component (or none at the asked precision); the message lists what
+    the folder or its ``model_info.json`` has. ``listed``: the candidates came from
+    ``model_info.json`` (so more downloading will not help)."""
+
+    def __init__(self, message: str, *, listed: bool = False) -> None:
+        super().__init__(message)
+        self.listed = listed
 
 
-def find_component_file(
+@dataclass(frozen=True)
+class ComponentFile:
+    """The chosen file of one component."""
+
+    path: Path  # absolute (folder / relpath)
+    relpath: str  # relative to the model folder, POSIX
+    component: str  # the component name in the file name (``visual``, ``model`` ...)
+    precision: str  # effective precision (fp32 when the name carries none)
+    listed: bool  # named by model_info.json (else found by scanning the folder)
+
+    @property
+    def present(self) -> bool:
+        return self.path.is_file()
+
+
+@dataclass(frozen=True)
+class WeightCandidates:
+    """The weight files a component is chosen from; ``listed``: named by ``model_info.json``
+    (else found by scanning the folder)."""
+
+    files: tuple[WeightFile, ...]
+    listed: bool
+
+
+def runtime_extension(runtime: str) -> str:
+    return WEIGHT_EXTENSIONS.get(runtime, f".{runtime}")
+
+
+def candidate_files(
+    folder: Path, runtime: str, info: ModelInfo | None = None, *, device: str | None = None
+) -> WeightCandidates:
+    """The weight files a component may be chosen from: with ``info`` (a ``model_info.json``) the
+    files it lists for ``runtime`` (and RKNN ``device``) — a runtime it does not offer is its
+    :class:`~services.model_info.ModelInfoError` —, without it the files in ``<runtime>/``."""
+    folder = Path(folder)
+    if info is not None:
+        listed = runtime_files(info, runtime, device=device)
+        return WeightCandidates(tuple(WeightFile.parse(p) for p in listed), True)
+    sub = folder / runtime
+    if runtime == "rknn" and device:
+        sub = sub / device.lower()
+    ext = runtime_extension(runtime)
+    found = sorted(p.relative_to(folder).as_posix() for p in sub.glob(f"*{ext}")) if sub.is_dir() else []
+    return WeightCandidates(tuple(WeightFile.parse(p) for p in found), False)
+
+
+def find_component(
     folder: Path,
-    component: str | Sequence[str],
+    names: str | Sequence[str],
     *,
+    runtime: str = "onnx",
     precision: str | None = None,
     info: ModelInfo | None = None,
-    runtime: str = "onnx",
+    device: str | None = None,
     required: bool = True,
-) -> Path | None:
-    """The file of ``component`` (the first of several accepted names that exists).
+    candidates: WeightCandidates | None = None,
+) -> ComponentFile | None:
+    """The file of the component accepted under ``names`` (see the module docstring).
 
-    ``precision`` None = the best present (fp32, then fp16, int8 ...). Raises
-    :class:`ComponentNotFound` (or returns None when ``required`` is False) naming the files seen.
-    """
+    Returns None when there is none and ``required`` is False; otherwise raises
+    :class:`ComponentNotFound` naming the files seen. ``candidates`` (from
+    :func:`candidate_files`) saves re-reading the folder for several components."""
     folder = Path(folder)
-    names = (component,) if isinstance(component, str) else tuple(component)
+    wanted_names = (names,) if isinstance(names, str) else tuple(names)
     wanted = normalise_precision(precision)
-    candidates = _candidates(folder, runtime, info)
-    for name in names:
-        matches = [wf for wf in candidates if wf.component.lower() == name.lower()]
-        if wanted is not None:
+    pool = candidates if candidates is not None else candidate_files(folder, runtime, info, device=device)
+    files, listed = pool.files, pool.listed
+    for name in wanted_names:
+        matches = [wf for wf in files if wf.component.lower() == name.lower()]
+        if matches and wanted is not None:
             exact = [wf for wf in matches if wf.effective_precision == wanted]
-            if matches and not exact:
+            if not exact:
                 offered = ", ".join(sorted({wf.effective_precision for wf in matches}))
                 raise ComponentNotFound(
-                    f"{folder}: no {wanted} {runtime} file for {name!r}; precisions present: {offered}"
+                    f"{folder}: no {wanted} {runtime} file for {name!r}; precisions present: {offered}",
+                    listed=listed,
                 )
             matches = exact
         if matches:
-            best = sorted(matches, key=lambda wf: (_rank(wf.effective_precision), wf.path))[0]
-            return folder / best.path
-        immich = folder / name / f"model.{runtime}"
-        if immich.is_file():
-            return immich
+            best = min(matches, key=lambda wf: _preference(folder, wf))
+            return ComponentFile(
+                folder / best.path, best.path, best.component, best.effective_precision, listed
+            )
+        immich = f"{name}/model{runtime_extension(runtime)}"
+        if (folder / immich).is_file():
+            return ComponentFile(folder / immich, immich, name, wanted or "fp32", False)
     if not required:
         return None
-    seen = ", ".join(sorted(wf.path for wf in candidates)) or "none"
+    ext = runtime_extension(runtime)
+    where = "listed in model_info.json" if listed else "present"
+    seen = ", ".join(sorted(wf.path for wf in files)) or "none"
     raise ComponentNotFound(
-        f"{folder}: no {runtime} file for component {' or '.join(repr(n) for n in names)} "
-        f"(looked for {runtime}/<component>[.<precision>].{runtime} and <component>/model.{runtime}; "
-        f"{runtime} files present: {seen})"
+        f"{folder}: no {runtime} file for component {' or '.join(repr(n) for n in wanted_names)} "
+        f"(looked for {runtime}/<component>[.<precision>]{ext} and <component>/model{ext}; "
+        f"{runtime} files {where}: {seen})",
+        listed=listed,
     )
 
 
-def _candidates(folder: Path, runtime: str, info: ModelInfo | None) -> list[WeightFile]:
-    listed: list[str] = []
-    if info is not None and runtime in info.runtimes:
-        listed = [p for p in info.runtimes[runtime].files if (folder / p).is_file()]
-    if not listed:
-        sub = folder / runtime
-        if sub.is_dir():
-            listed = sorted(f"{runtime}/{p.name}" for p in sub.iterdir() if p.suffix == f".{runtime}")
-    return [WeightFile.parse(p) for p in listed]
+def missing_files(files: Sequence[ComponentFile | None]) -> list[str]:
+    """The relative paths of the chosen files that are not on disk (yet)."""
+    return [f.relpath for f in files if f is not None and not f.present]
 
 
-def _rank(precision: str) -> int:
-    try:
-        return DEFAULT_PRECISION_ORDER.index(precision)
-    except ValueError:
-        return len(DEFAULT_PRECISION_ORDER)
+def _preference(folder: Path, wf: WeightFile) -> tuple[bool, int, str]:
+    """Present files first, then by precision (fp32, fp16 ...), then by path."""
+    return (not (folder / wf.path).is_file(), precision_rank(wf.effective_precision), wf.path)

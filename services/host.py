@@ -53,8 +53,15 @@ _ALWAYS_ACCEPTED_MIMES = ("", "application/octet-stream")
 def builtin_registry() -> dict[str, ServiceFactory]:
     """The services this package ships, by service name."""
     from services.clip.service import BioclipService, ClipService
+    from services.face.service import FaceService
+    from services.ocr.service import OcrService
 
-    return {ClipService.name: ClipService, BioclipService.name: BioclipService}
+    return {
+        ClipService.name: ClipService,
+        BioclipService.name: BioclipService,
+        FaceService.name: FaceService,
+        OcrService.name: OcrService,
+    }
 
 
 @dataclass(eq=False)

@@ -9,7 +9,12 @@ count checked *before* any pixels are decoded (decompression bombs), then the im
 rotated per its EXIF orientation and converted to RGB. Every failure is an
 :class:`~services.api.InvalidInput` that says what was wrong and what is allowed.
 
-:func:`decode_image` blocks (it decodes); callers run it in an executor.
+:func:`decode_image` gives a Pillow image, :func:`decode_rgb_array` the same pixels as the numpy
+``uint8 (H, W, 3)`` array the face and OCR pipelines take; :func:`ensure_rgb_image` is the one
+check of such an array (pipelines called directly with arrays use it). All coordinates a service
+returns are in pixels of the decoded, EXIF-oriented image.
+
+Decoding blocks; callers run it in an executor.
 """
 
 from __future__ import annotations
@@ -124,6 +129,32 @@ def decode_image(
             raise InvalidInput(f"the image is too large: {exc}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidInput(f"the {image.format or 'image'} data is truncated or corrupt: {exc}") from None
+
+
+def decode_rgb_array(
+    data: bytes,
+    mime: str = "",
+    limits: ImageLimits = ImageLimits(),
+    meta: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """:func:`decode_image` as an RGB ``uint8`` ``(height, width, 3)`` array."""
+    return ensure_rgb_image(np.asarray(decode_image(data, mime, limits, meta)))
+
+
+def ensure_rgb_image(image: object, *, what: str = "image") -> np.ndarray:
+    """``image`` as a C-contiguous ``uint8`` ``(H, W, 3)`` array, or :class:`InvalidInput` naming
+    what is wrong with it (pipelines take decoded, EXIF-oriented RGB arrays only)."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidInput(f"{what} must be a numpy array (got {type(image).__name__})")
+    if image.dtype != np.uint8:
+        raise InvalidInput(f"{what} must have dtype uint8 (got {image.dtype})")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInput(
+            f"{what} must be an RGB array of shape (height, width, 3) (got shape {tuple(image.shape)})"
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InvalidInput(f"{what} is empty (shape {tuple(image.shape)})")
+    return np.ascontiguousarray(image)
 
 
 def _rgb_pixels(data: bytes, meta: Mapping[str, str], limits: ImageLimits) -> Image.Image:

@@ -148,15 +148,10 @@ def normalise_precision(precision: str | None) -> str | None:
     return PRECISION_ALIASES.get(lowered, lowered)
 
 
-def select_runtime_files(
-    info: ModelInfo, runtime: str, *, precision: str | None = None, device: str | None = None
-) -> list[str]:
-    """The weight files ``runtime`` needs: one file per component at ``precision`` (None = the
-    best offered: fp32, then fp16, ...), only for ``device`` when the runtime is RKNN.
-
-    Raises :class:`ModelInfoError` naming what the repository offers instead."""
+def runtime_files(info: ModelInfo, runtime: str, *, device: str | None = None) -> tuple[str, ...]:
+    """Every weight file ``model_info.json`` lists for ``runtime`` (for RKNN: for ``device``), any
+    precision. Raises :class:`ModelInfoError` naming what the repository offers instead."""
     rt = info.runtime(runtime)
-    wanted = normalise_precision(precision)
     if runtime == "rknn":
         if not device:
             raise ModelInfoError(
@@ -164,19 +159,30 @@ def select_runtime_files(
                 + (", ".join(rt.device_files or rt.devices) or "no devices"),
                 field_path="runtimes.rknn.files",
             )
-        files = rt.device_files.get(device.lower())
+        files = rt.device_files.get(device.lower(), ())
         if not files:
             offered = ", ".join(rt.device_files) or ", ".join(rt.devices) or "none"
             raise ModelInfoError(
                 f"model {info.name!r} has no RKNN files for {device!r}; devices offered: {offered}",
                 field_path="runtimes.rknn.files",
             )
-    else:
-        files = rt.files
-    if not files:
+        return files
+    if not rt.files:
         raise ModelInfoError(
             f"model {info.name!r} lists no files for runtime {runtime!r}", field_path=f"runtimes.{runtime}"
         )
+    return rt.files
+
+
+def select_runtime_files(
+    info: ModelInfo, runtime: str, *, precision: str | None = None, device: str | None = None
+) -> list[str]:
+    """The weight files ``runtime`` needs: one file per component at ``precision`` (None = the
+    best offered: fp32, then fp16, ...), only for ``device`` when the runtime is RKNN.
+
+    Raises :class:`ModelInfoError` naming what the repository offers instead."""
+    files = runtime_files(info, runtime, device=device)
+    wanted = normalise_precision(precision)
     return _pick_precision(info.name, runtime, [WeightFile.parse(p) for p in files], wanted)
 
 
@@ -224,12 +230,13 @@ def _pick_precision(model: str, runtime: str, files: list[WeightFile], wanted: s
                 )
             chosen.append(match[0].path)
             continue
-        ranked = sorted(candidates, key=lambda c: _precision_rank(c.effective_precision))
+        ranked = sorted(candidates, key=lambda c: precision_rank(c.effective_precision))
         chosen.append(ranked[0].path)
     return chosen
 
 
-def _precision_rank(precision: str) -> int:
+def precision_rank(precision: str) -> int:
+    """Position of ``precision`` in :data:`DEFAULT_PRECISION_ORDER` (unknown ones last)."""
     try:
         return DEFAULT_PRECISION_ORDER.index(precision)
     except ValueError:

@@ -146,6 +146,14 @@ class Service(ABC):
     def load(self, model: ModelSpec) -> LoadedModel:
         """Load ``model`` into memory. Blocking: runs in an executor."""
 
+    def default_model(self) -> ModelSpec | None:
+        """The model that serves requests naming none: the spec's ``default_model`` alias, else
+        its first model."""
+        by_alias = {m.alias: m for m in self.spec.models}
+        return by_alias.get(self.spec.default_model or "") or (
+            self.spec.models[0] if self.spec.models else None
+        )
+
     def model_id(self, model: ModelSpec) -> str:
         """The ``model_id`` results and capabilities carry for ``model``."""
         return model.model

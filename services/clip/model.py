@@ -26,8 +26,9 @@ from services.clip.config import DEFAULT_CONTEXT_LENGTH, ClipConfig, ClipConfigE
 from services.clip.dataset import DatasetError, DatasetFiles, LabelSet, load_label_set, locate_dataset
 from services.clip.preprocess import ImagePreprocess
 from services.clip.tokenize import ClipTokenizer
+from services.component_files import ComponentNotFound, candidate_files, find_component
 from services.imaging import ImageLimits, decode_image
-from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info, select_runtime_files
+from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.runtimes import RuntimeOptions, Session, TensorInfo, open_session
 from services.service import ModelUnavailable
 
@@ -71,35 +72,32 @@ def plan_model(
         raise ModelUnavailable(f"model folder {root} does not exist (download the model first)")
     if not (root / "model_info.json").is_file():
         raise ModelUnavailable(f"model folder {root} has no model_info.json (incomplete download?)")
-    try:
-        info = load_model_info(root)
-        files = select_runtime_files(info, runtime, precision=precision, device=device)
-    except ModelInfoError as exc:
-        raise ModelUnavailable(str(exc), retry=False) from None
-    by_component = {WeightFile.parse(f).component.lower(): f for f in files}
+    needed = ("text", "vision") if need_text else ("vision",)
     weights: dict[str, Path] = {}
     methods: dict[str, str] = {}
-    chosen_precision = precision or ""
-    for component in ("text", "vision"):
-        rel = next((by_component[n] for n in COMPONENT_NAMES[component] if n in by_component), None)
-        method = "forward"
-        if rel is None and runtime == "torch" and "model" in by_component:
-            rel, method = by_component["model"], TORCH_METHODS[component]
-        if rel is None:
-            continue
-        weights[component] = root / rel
-        methods[component] = method
-        chosen_precision = chosen_precision or WeightFile.parse(rel).effective_precision
-    needed = ("text", "vision") if need_text else ("vision",)
+    chosen_precision = ""
+    try:
+        info = load_model_info(root)
+        pool = candidate_files(root, runtime, info, device=device)
+        for component in needed:
+            names = COMPONENT_NAMES[component] + (("model",) if runtime == "torch" else ())
+            chosen = find_component(
+                root, names, runtime=runtime, precision=precision, candidates=pool, required=False
+            )
+            if chosen is None:
+                continue
+            weights[component] = chosen.path
+            methods[component] = TORCH_METHODS[component] if chosen.component == "model" else "forward"
+            chosen_precision = chosen_precision or chosen.precision
+    except (ModelInfoError, ComponentNotFound) as exc:
+        raise ModelUnavailable(str(exc), retry=False) from None
     absent = [c for c in needed if c not in weights]
     if absent:
         raise ModelUnavailable(
             f"model {info.name!r} lists no {runtime} {' or '.join(absent)} encoder "
-            f"(its {runtime} files: {', '.join(files)})",
+            f"(its {runtime} files: {', '.join(wf.path for wf in pool.files)})",
             retry=False,
         )
-    if not need_text:
-        weights.pop("text", None)
     missing = [str(weights[c].relative_to(root)) for c in needed if not weights[c].is_file()]
     tokenizer = root / TOKENIZER_FILE if need_text else None
     if tokenizer is not None and not tokenizer.is_file():

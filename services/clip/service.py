@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from services.api import HostSettings, InferenceRequest, InvalidInput, ModelSpec, ServiceSpec, TaskSpec
-from services.clip.model import ClipModel, ModelPlan, SessionFactory, plan_model
-from services.imaging import RGB_TENSOR_MIME, ImageLimits, image_mimes
+from services.clip.model import ClipModel, ModelPlan, plan_model
+from services.image_service import ImageService
 from services.lifecycle import ModelLease
 from services.meta import top_k
-from services.runtimes import RuntimeUnavailable, check_runtime, open_session
-from services.service import ModelUnavailable, Service, Task
+from services.runtimes import RuntimeUnavailable, check_runtime
+from services.service import ModelUnavailable, Task
 
 TEXT_MIMES: tuple[str, ...] = ("text/plain",)
 DEFAULT_MAX_TEXT_CHARS = 1024
@@ -35,37 +35,22 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 1000
 
 
-class ClipService(Service):
+class ClipService(ImageService):
     name = "clip"
     needs_text = True
 
-    def __init__(
-        self,
-        spec: ServiceSpec,
-        settings: HostSettings,
-        *,
-        session_factory: SessionFactory = open_session,
-        image_limits: ImageLimits = ImageLimits(),
-    ) -> None:
-        super().__init__(spec, settings)
-        self._session_factory = session_factory
-        self.image_limits = image_limits
+    def __init__(self, spec: ServiceSpec, settings: HostSettings, **options: Any) -> None:
+        super().__init__(spec, settings, **options)  # session_factory, image_limits
         self.max_text_chars = _positive_int(spec.env.get("MAX_TEXT_CHARS"), DEFAULT_MAX_TEXT_CHARS)
         self._plans: dict[str, ModelPlan] = {}
 
     # ------------------------------------------------------------------ declarations
 
-    def default_model(self) -> ModelSpec | None:
-        by_alias = {m.alias: m for m in self.spec.models}
-        return by_alias.get(self.spec.default_model or "") or (
-            self.spec.models[0] if self.spec.models else None
-        )
-
     def dataset_name(self, model: ModelSpec) -> str | None:
         return model.dataset
 
     def tasks(self) -> Sequence[Task]:
-        images = (*image_mimes(), RGB_TENSOR_MIME)
+        images = self.input_mimes()
         limits = self.image_limits.as_task_limits()
         tasks = [
             Task(
@@ -213,7 +198,7 @@ class BioclipService(ClipService):
         return _first_dataset(model)
 
     def tasks(self) -> Sequence[Task]:
-        images = (*image_mimes(), RGB_TENSOR_MIME)
+        images = self.input_mimes()
         return [self._classify_task("bioclip_classify", images, self.image_limits.as_task_limits())]
 
     def check(self, model: ModelSpec) -> None:

@@ -9,7 +9,7 @@ from services.face.detection import Detections, FaceDetector
 from services.face.params import FaceParams
 from services.face.recognition import FaceRecogniser
 from services.face.results import Face, FaceResult
-from services.image_input import ensure_rgb_image
+from services.imaging import ensure_rgb_image
 
 
 class FacePipeline:

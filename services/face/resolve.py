@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.component_files import find_component_file
+from services.component_files import candidate_files, find_component
 from services.face.detection import DEFAULT_INPUT_SIZE
 from services.face.detectors import make_detector, normalise_family
 from services.face.pipeline import FacePipeline
@@ -61,6 +61,13 @@ class FaceModelFiles:
     detector_input_size: int = DEFAULT_INPUT_SIZE
     detector_output_names: tuple[str, ...] = ()
     pack: str = ""
+    precision: str = "fp32"  # of the detector file
+    embedding_dim: int | None = None  # as model_info.json states it (the graph decides)
+
+    def missing(self) -> list[str]:
+        """The chosen weight files not on disk (yet), relative to the folder."""
+        chosen = (self.detector, self.recogniser)
+        return [p.relative_to(self.folder).as_posix() for p in chosen if p is not None and not p.is_file()]
 
 
 def resolve_face_model(
@@ -70,9 +77,14 @@ def resolve_face_model(
     recogniser_preset: str | None = None,
     precision: str | None = None,
     model_id: str | None = None,
+    runtime: str = "onnx",
+    device: str | None = None,
 ) -> FaceModelFiles:
-    """Resolve ``folder``. ``family`` / ``recogniser_preset`` override what the folder says.
-    Raises FileNotFoundError (no detector file), ModelInfoError or ValueError (bad names)."""
+    """Resolve ``folder`` for ``runtime`` (``device``: the RKNN SoC). ``family`` /
+    ``recogniser_preset`` override what the folder says. Files are chosen as
+    :mod:`services.component_files` says; a chosen file may still be absent
+    (:meth:`FaceModelFiles.missing`). Raises FileNotFoundError (no folder, no detector file:
+    :class:`~services.component_files.ComponentNotFound`), ModelInfoError or ValueError (bad names)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"face model folder not found: {folder}")
@@ -98,9 +110,14 @@ def resolve_face_model(
 
     det_component = str(det_block.get("component") or DETECTION_COMPONENT)
     rec_component = str(rec_block.get("component") or RECOGNITION_COMPONENT)
-    detector = find_component_file(folder, det_component, precision=precision, info=info)
+    candidates = candidate_files(folder, runtime, info, device=device)
+    detector = find_component(
+        folder, det_component, runtime=runtime, precision=precision, candidates=candidates
+    )
+    rec_file = find_component(
+        folder, rec_component, runtime=runtime, precision=precision, candidates=candidates, required=False
+    )
     assert detector is not None
-    rec_file = find_component_file(folder, rec_component, precision=precision, info=info, required=False)
 
     input_size = det_block.get("input_size", DEFAULT_INPUT_SIZE)
     if isinstance(input_size, list) and input_size:
@@ -121,13 +138,15 @@ def resolve_face_model(
     return FaceModelFiles(
         folder=folder,
         model_id=model_id or name,
-        detector=detector,
-        recogniser=rec_file,
+        detector=detector.path,
+        recogniser=rec_file.path if rec_file else None,
         family=chosen_family,
         recogniser_spec=spec,
         detector_input_size=input_size,
         detector_output_names=tuple(names),
         pack=pack,
+        precision=detector.precision,
+        embedding_dim=info.embedding_dim if info else None,
     )
 
 

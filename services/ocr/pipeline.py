@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.image_input import ensure_rgb_image
+from services.imaging import ensure_rgb_image
 from services.ocr.detection import TextDetector
 from services.ocr.dictionary import CharDictionary, DictionaryError
 from services.ocr.params import OcrParams

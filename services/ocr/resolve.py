@@ -26,8 +26,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from services.component_files import ComponentNotFound, find_component_file
-from services.model_info import ModelInfo, ModelInfoError, load_model_info
+from services.component_files import (
+    ComponentFile,
+    ComponentNotFound,
+    WeightCandidates,
+    candidate_files,
+    find_component,
+)
+from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info
 from services.ocr.dictionary import CharDictionary
 from services.ocr.params import OcrParams
 from services.ocr.pipeline import OcrPipeline, dictionary_from_session
@@ -53,6 +59,13 @@ class OcrModelFiles:
     default_params: OcrParams = OcrParams()
     det_mean: tuple[float, float, float] = DEFAULT_DET_NORM[0]
     det_std: tuple[float, float, float] = DEFAULT_DET_NORM[1]
+    precision: str = "fp32"  # of the detector file
+
+    def missing(self) -> list[str]:
+        """The chosen weight files not on disk (yet), relative to the folder. A dictionary that
+        is absent is not listed: the recogniser's metadata may carry it (checked on load)."""
+        chosen = (self.detector, self.recogniser, self.classifier)
+        return [p.relative_to(self.folder).as_posix() for p in chosen if p is not None and not p.is_file()]
 
 
 def resolve_ocr_model(
@@ -61,16 +74,24 @@ def resolve_ocr_model(
     precision: str | None = None,
     model_id: str | None = None,
     use_classifier: bool = True,
+    runtime: str = "onnx",
+    device: str | None = None,
 ) -> OcrModelFiles:
+    """Resolve ``folder`` for ``runtime`` (``device``: the RKNN SoC); weight files are chosen as
+    :mod:`services.component_files` says (a chosen file may still be absent:
+    :meth:`OcrModelFiles.missing`). Raises FileNotFoundError / ComponentNotFound, ModelInfoError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"OCR model folder not found: {folder}")
     info = load_model_info(folder) if (folder / "model_info.json").is_file() else None
     det_cfg, rec_cfg, cls_cfg = _configs(info)
-    detector = _component(folder, DET_NAMES, "det", precision, info, required=True)
-    recogniser = _component(folder, REC_NAMES, "rec", precision, info, required=True)
+    found = candidate_files(folder, runtime, info, device=device)
+    detector = _component(folder, DET_NAMES, "det", precision, found, runtime, required=True)
+    recogniser = _component(folder, REC_NAMES, "rec", precision, found, runtime, required=True)
     classifier = (
-        _component(folder, CLS_NAMES, "cls", precision, info, required=False) if use_classifier else None
+        _component(folder, CLS_NAMES, "cls", precision, found, runtime, required=False)
+        if use_classifier
+        else None
     )
     assert detector is not None and recogniser is not None
     dictionary = _dictionary(folder, rec_cfg)
@@ -81,13 +102,14 @@ def resolve_ocr_model(
     return OcrModelFiles(
         folder=folder,
         model_id=model_id or (info.name if info else folder.name),
-        detector=detector,
-        recogniser=recogniser,
-        classifier=classifier,
+        detector=detector.path,
+        recogniser=recogniser.path,
+        classifier=classifier.path if classifier else None,
         dictionary=dictionary,
         default_params=_params(det_cfg, rec_cfg, cls_cfg),
         det_mean=mean,
         det_std=std,
+        precision=detector.precision,
     )
 
 
@@ -135,24 +157,33 @@ def _component(
     names: tuple[str, ...],
     token: str,
     precision: str | None,
-    info: ModelInfo | None,
+    candidates: WeightCandidates,
+    runtime: str,
     *,
     required: bool,
-) -> Path | None:
-    found = find_component_file(folder, names, precision=precision, info=info, required=False)
-    if found is not None:
-        return found
+) -> ComponentFile | None:
+    chosen = find_component(
+        folder, names, runtime=runtime, precision=precision, candidates=candidates, required=False
+    )
+    if chosen is not None:
+        return chosen
+    if runtime != "onnx":
+        if required:
+            find_component(folder, names, runtime=runtime, precision=precision, candidates=candidates)
+        return None
     # RapidOCR / PaddleOCR file names: ch_PP-OCRv4_det_infer.onnx, ch_ppocr_mobile_v2.0_cls_infer.onnx
     pattern = re.compile(rf"(^|[_.\-]){token}([_.\-]|$)", re.IGNORECASE)
     loose = sorted(
         p for d in (folder, folder / "onnx") if d.is_dir() for p in d.glob("*.onnx") if pattern.search(p.stem)
     )
     if len(loose) == 1:
-        return loose[0]
+        relpath = loose[0].relative_to(folder).as_posix()
+        parsed = WeightFile.parse(relpath)
+        return ComponentFile(loose[0], relpath, parsed.component, parsed.effective_precision, False)
     if len(loose) > 1:
         raise ComponentNotFound(f"{folder}: several {token} models, cannot choose: {[p.name for p in loose]}")
-    if required:
-        find_component_file(folder, names, precision=precision, info=info)  # raises with the listing
+    if required:  # raises, naming the files seen
+        find_component(folder, names, runtime=runtime, precision=precision, candidates=candidates)
     return None
 
 

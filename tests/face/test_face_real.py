@@ -11,19 +11,10 @@ from PIL import Image
 
 from services.api import InvalidInput
 from services.face import FaceParams, FacePipeline
-from tests.support.testdata import expected, load_rgb, shared_data
+from tests.support.testdata import FACE_PHOTOS, expected, load_rgb, shared_data
 
 KEY = "yunet_s_640_640@0.6"
 BOX_TOL = 10.0
-PHOTOS = [
-    "images/faces/astronaut.jpg",
-    "images/faces/camera.png",
-    "images/faces/faces_collage_4.jpg",
-    "images/faces/grace_hopper.jpg",
-    "images/no_faces/chelsea.jpg",
-    "images/no_faces/coffee.jpg",
-    "images/no_faces/rocket.jpg",
-]
 
 
 def _match(found: list[list[float]], wanted: list[list[float]]) -> list[int]:
@@ -35,7 +26,7 @@ def _match(found: list[list[float]], wanted: list[list[float]]) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("photo", FACE_PHOTOS)
 def test_counts_boxes_and_landmarks_match_the_measurements(face_pipeline: FacePipeline, photo):
     truth = expected()["face_detection"][photo][KEY]
     result = face_pipeline.detect(load_rgb(shared_data(photo)))

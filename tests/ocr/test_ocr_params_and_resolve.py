@@ -160,7 +160,7 @@ def test_dictionary_problems(tmp_path):
 
 
 def test_empty_line_in_a_dictionary_file(tmp_path):
-    build_ppocr_dir(tmp_path, with_dictionary=False)
+    build_ppocr_dir(tmp_path, with_classifier=False, with_dictionary=False)
     (tmp_path / "ppocr_keys_v1.txt").write_text("a\n\nb\n", encoding="utf-8")
     # the real recogniser carries its dictionary in its metadata, which is preferred
     assert len(open_ocr_pipeline(tmp_path).dictionary.chars) == 6623

@@ -189,7 +189,12 @@ def test_unknown_service_and_failed_check_show_as_failed():
     assert caps["echo"].extra["reason"] == "weights.bin is missing"
 
 
-def test_the_default_registry_has_clip_and_bioclip():
+def test_the_default_registry_has_the_four_services_with_distinct_tasks(tmp_path):
     from services.host import builtin_registry
 
-    assert set(builtin_registry()) == {"clip", "bioclip"}
+    registry = builtin_registry()
+    assert set(registry) == {"clip", "bioclip", "face", "ocr"}
+    specs = [ServiceSpec(name, (ModelSpec("default", "m", "onnx", tmp_path / name),)) for name in registry]
+    host = ServiceHost(specs, HostSettings())  # a task claimed twice would raise here
+    tasks = {c.service_name: [t.name for t in c.tasks] for c in host.capabilities()}
+    assert tasks["face"] == ["face_recognition", "face_detect"] and tasks["ocr"] == ["ocr"]

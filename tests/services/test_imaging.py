@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from services.api import InvalidInput
-from services.imaging import ImageLimits, avif_supported, decode_image, image_mimes
+from services.imaging import (
+    ImageLimits,
+    avif_supported,
+    decode_image,
+    decode_rgb_array,
+    ensure_rgb_image,
+    image_mimes,
+)
 from tests.support.tiny_models import image_bytes
 
 
@@ -135,3 +142,27 @@ def test_raw_rgb_pixels_as_lumilio_sends_them():
         decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta={})
     with pytest.raises(InvalidInput, match="3-channel uint8"):
         decode_image(pixels.tobytes(), "application/x.rgb+uint8", meta=_rgb_meta(9, 6, tensor_dtype="fp32"))
+
+
+def test_rgb_array_is_the_decoded_oriented_image():
+    raw = image_bytes(40, 20, fmt="JPEG", exif_orientation=6)
+    array = decode_rgb_array(raw, "image/jpeg")
+    assert array.shape == (40, 20, 3) and array.dtype == np.uint8 and array.flags.c_contiguous
+    np.testing.assert_array_equal(array, np.asarray(decode_image(raw, "image/jpeg")))
+    with pytest.raises(InvalidInput, match="not a decodable image"):
+        decode_rgb_array(b"not an image", "image/png")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([[1, 2, 3]], "must be a numpy array"),
+        (np.zeros((4, 4, 3), np.float32), "must have dtype uint8"),
+        (np.zeros((4, 4), np.uint8), r"shape \(height, width, 3\) \(got shape \(4, 4\)\)"),
+        (np.zeros((4, 4, 4), np.uint8), r"got shape \(4, 4, 4\)"),
+        (np.zeros((0, 4, 3), np.uint8), "is empty"),
+    ],
+)
+def test_array_check_names_what_is_wrong(value, message):
+    with pytest.raises(InvalidInput, match=message):
+        ensure_rgb_image(value)

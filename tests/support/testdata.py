@@ -1,5 +1,5 @@
 """Locating ``../shared/testdata`` (real weights and images, never committed) and reading its
-images the way the services will: Pillow decode, EXIF orientation applied, RGB."""
+images the way the services do (``services.imaging``: EXIF orientation applied, RGB)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# The photos the face tests and the benchmark use (expected.json has their measured faces).
+FACE_PHOTOS: tuple[str, ...] = (
+    "images/faces/astronaut.jpg",
+    "images/faces/camera.png",
+    "images/faces/faces_collage_4.jpg",
+    "images/faces/grace_hopper.jpg",
+    "images/no_faces/chelsea.jpg",
+    "images/no_faces/coffee.jpg",
+    "images/no_faces/rocket.jpg",
+)
 
 
 @cache
@@ -49,8 +60,8 @@ def expected() -> dict[str, Any]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode like the services: Pillow, ``exif_transpose``, RGB ``uint8`` ``(H, W, 3)``."""
-    from PIL import Image, ImageOps
+    """Decode like the services (:func:`services.imaging.decode_rgb_array`): RGB ``uint8``
+    ``(H, W, 3)``, EXIF orientation applied."""
+    from services.imaging import decode_rgb_array
 
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    return decode_rgb_array(Path(path).read_bytes())
