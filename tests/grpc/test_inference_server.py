@@ -334,21 +334,70 @@ class _SlowStartHost(FakeHost):
         await super().start()
 
 
-async def test_while_the_node_starts_infer_is_unavailable_but_capabilities_answer(make_node) -> None:
+async def _all(stream) -> list[object]:
+    return [item async for item in stream]
+
+
+async def test_while_the_node_starts_capabilities_and_infer_are_unavailable(make_node) -> None:
+    # SDK fact: a capability fetch that fails with UNAVAILABLE is retried (1 s doubling to 8 s)
+    # while the node stays pending, and its requests wait instead of failing here.
     port = free_port()
     host = _SlowStartHost(("clip",))
     node = await make_node(host, start=False, port=port)
     starting = asyncio.ensure_future(node.start())
-    await _until(
-        lambda: _true(node.snapshot().state is NodeState.STARTING and bool(node.snapshot().listeners))
-    )
-    async with SdkLikeClient(f"127.0.0.1:{port}") as client:
-        assert [c.service_name for c in client.capabilities] == ["clip"]
-        error = await _status(client.infer("semantic_text_embed", b"x", "text/plain"))
-        assert error.code() is grpc.StatusCode.UNAVAILABLE and "starting" in error.details()
+    try:
+        await _until(
+            lambda: _true(node.snapshot().state is NodeState.STARTING and bool(node.snapshot().listeners))
+        )
+        client = SdkLikeClient(f"127.0.0.1:{port}")
+        try:
+            streamed = await _status(_all(client.stub.StreamCapabilities(empty_pb2.Empty(), timeout=5)))
+            merged = await _status(client.stub.GetCapabilities(empty_pb2.Empty(), timeout=5))
+            error = await _status(client.infer("semantic_text_embed", b"x", "text/plain"))
+        finally:
+            await client.channel.close()
+        for failure in (streamed, merged, error):
+            assert failure.code() is grpc.StatusCode.UNAVAILABLE and "starting" in failure.details()
+    finally:
         host.release.set()
         await starting
+    async with SdkLikeClient(f"127.0.0.1:{port}") as client:
+        assert [c.service_name for c in client.capabilities] == ["clip"]
         assert (await client.infer("semantic_text_embed", b"x", "text/plain")).response.is_final
+
+
+async def test_capabilities_wait_until_some_service_is_past_downloading(make_node) -> None:
+    host = FakeHost(("clip", "ocr"))
+    host.hold("clip", ServiceState.DOWNLOADING, "fetching MobileCLIP2-S2")
+    host.hold("ocr", ServiceState.DOWNLOADING, "fetching PP-OCRv5")
+    node = await make_node(host)
+    async with grpc.aio.insecure_channel(target(node)) as channel:
+        stub = pb_grpc.InferenceStub(channel)
+        error = await _status(_all(stub.StreamCapabilities(empty_pb2.Empty(), timeout=5)))
+        assert error.code() is grpc.StatusCode.UNAVAILABLE
+        assert "clip downloading" in error.details() and "ocr downloading" in error.details()
+        host.hold("ocr", None)  # one service can serve: every service is announced again
+        caps = await _all(stub.StreamCapabilities(empty_pb2.Empty(), timeout=5))
+    assert [c.service_name for c in caps] == ["clip", "ocr"]
+
+
+async def test_the_sdk_tensor_fast_path_is_refused_clearly(make_node) -> None:
+    host = FakeHost(("clip",))
+    node = await make_node(host)
+    tensor_meta = {
+        "lumen.input.kind": "tensor",
+        "lumen.tensor.dtype": "fp32",
+        "lumen.tensor.shape": "[1,3,224,224]",
+        "lumen.preprocess.id": "clip_image_preprocess_v1",
+    }
+    async with SdkLikeClient(target(node)) as client:
+        assert all(not t.tensor_preprocess_id for c in client.capabilities for t in c.tasks)
+        error = await _status(
+            client.infer("semantic_image_embed", b"\0" * 64, "application/octet-stream", tensor_meta)
+        )
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "tensor fast path" in error.details() and "image/webp" in error.details()
+    assert host.services["clip"].calls == []
 
 
 async def test_an_extra_listener_serves_only_its_services(make_node) -> None:
