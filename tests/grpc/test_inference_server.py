@@ -211,6 +211,7 @@ async def test_deadline_cancels_the_host_work(make_node) -> None:
         assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         await _until(lambda: _true(host.services["clip"].cancelled == 1))
     assert host.services["clip"].in_flight == 0
+    assert node.counters.node.by_code["DEADLINE_EXCEEDED"] == 1
 
 
 async def test_client_cancellation_cancels_the_host_work(make_node) -> None:
@@ -425,3 +426,43 @@ async def test_counters_count_outcomes_per_service(make_node) -> None:
     assert counters.node.by_code == {"INVALID_ARGUMENT": 1, "NOT_FOUND": 1}
     assert (counters.services["clip"].ok, counters.services["clip"].failed) == (1, 1)
     assert counters.node.in_flight == 0
+
+
+class _LeaseHost(FakeHost):
+    """Records whether the host's work (its result generator, holding the model) is still open."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.open = 0
+
+    async def run(self, request):  # type: ignore[override]
+        self.open += 1
+        try:
+            async for result in super().run(request):
+                yield result
+        finally:
+            self.open -= 1
+
+
+async def test_the_final_result_is_written_after_the_host_released_the_model(
+    make_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Otherwise the client's next request can find this one still holding the model, and the
+    # service host's batcher waits batch_max_wait_ms for a batch partner that never comes.
+    from app.core.grpc.inference import InferenceServicer
+
+    host = _LeaseHost(("clip",))
+    host.services["clip"].partials = 1
+    seen: list[tuple[bool, int]] = []
+    original = InferenceServicer._write
+
+    async def spy(self, result, *args):  # type: ignore[no-untyped-def]
+        seen.append((result.final, host.open))
+        await original(self, result, *args)
+
+    monkeypatch.setattr(InferenceServicer, "_write", spy)
+    node = await make_node(host)
+    async with SdkLikeClient(target(node)) as client:
+        reply = await client.infer("semantic_text_embed", b"x", "text/plain")
+    assert reply.response.is_final and len(reply.messages) == 2
+    assert seen == [(False, 1), (True, 0)]  # partials stream while working; the final after closing

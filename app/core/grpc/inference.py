@@ -25,7 +25,13 @@ from google.protobuf import empty_pb2
 from app.core.grpc.chunks import ChunkAssembler, PayloadLimits
 from app.core.grpc.counters import RequestCounters
 from app.core.grpc.host_view import HostView
-from app.core.grpc.results import RESULT_CHUNK_BYTES, capability_message, merged_capability, result_messages
+from app.core.grpc.results import (
+    RESULT_CHUNK_BYTES,
+    capability_message,
+    merged_capability,
+    result_json,
+    result_messages,
+)
 from app.core.grpc.status_map import (
     RpcFailure,
     capabilities_failure,
@@ -138,13 +144,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     meta={**request.meta, "service": service},
                 )
                 work = self._serve(routed, service, spec, status, assembler.correlation_id, started, context)
-                remaining = context.time_remaining()
-                if remaining is not None:
-                    await asyncio.wait_for(work, timeout=max(remaining, 0.0))
-                else:
-                    await work
-        except asyncio.CancelledError:
-            track.finish("CANCELLED")
+                await work  # grpc.aio cancels this handler when the deadline passes
+        except asyncio.CancelledError:  # the client cancelled, or its deadline passed
+            remaining = context.time_remaining()
+            track.finish("DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED")
             raise
         except ServiceError as exc:
             if exc.kind is ErrorKind.UNAVAILABLE and gate_open and service is not None:
@@ -173,27 +176,41 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         final: InferenceResult | None = None
         try:
             async for result in results:
-                meta = self._meta(service, spec, status, result, started)
-                body = _json_bytes(result)
-                messages = result_messages(
-                    body,
-                    schema=result.schema,
-                    meta=meta,
-                    correlation_id=correlation_id,
-                    final=result.final,
-                    chunk_bytes=self.result_chunk_bytes,
-                )
-                for message in messages:
-                    await context.write(message)
                 if result.final:
                     final = result
                     break
+                await self._write(result, service, spec, status, correlation_id, started, context)
         finally:
+            # The host's work ends before the final write: its model lease is released at once,
+            # so the client's next request never finds this one still holding the model (the
+            # batcher would wait batch_max_wait_ms for a batch partner that never comes).
             aclose = getattr(results, "aclose", None)
             if aclose is not None:
                 await aclose()
         if final is None:
             raise InferenceFailed(f"service {service} ended task {request.task!r} without a final result")
+        await self._write(final, service, spec, status, correlation_id, started, context)
+
+    async def _write(
+        self,
+        result: InferenceResult,
+        service: str,
+        spec: TaskSpec,
+        status: ServiceStatus | None,
+        correlation_id: str,
+        started: float,
+        context: Any,
+    ) -> None:
+        messages = result_messages(
+            result_json(result),
+            schema=result.schema,
+            meta=self._meta(service, spec, status, result, started),
+            correlation_id=correlation_id,
+            final=result.final,
+            chunk_bytes=self.result_chunk_bytes,
+        )
+        for message in messages:
+            await context.write(message)
 
     def _meta(
         self,
@@ -234,13 +251,6 @@ def _refuse_tensor_fast_path(spec: TaskSpec, meta: Mapping[str, str]) -> None:
         f"({TENSOR_KIND_KEY}=tensor; its IOTask has no tensor_preprocess_id); send the encoded image "
         f"instead ({', '.join(m for m in spec.input_mimes if m.startswith('image/')) or 'see input_mimes'})"
     )
-
-
-def _json_bytes(result: InferenceResult) -> bytes:
-    try:
-        return result.to_json_bytes()
-    except (TypeError, ValueError) as exc:
-        raise InferenceFailed(f"result of schema {result.schema} is not JSON-serialisable: {exc}") from exc
 
 
 def install_inference(servicer: InferenceServicer) -> Callable[[grpc.aio.Server], None]:
