@@ -32,7 +32,12 @@ from app.core.grpc.inference import InferenceServicer, install_inference
 from app.core.grpc.node_api import NodeApiServicer, install_node_api
 from app.core.grpc.server import GrpcListener
 from app.core.tasks import TaskTracker
-from services.api import ServiceHostProtocol, ServiceStatus
+from services.api import ServiceHostProtocol, ServiceState, ServiceStatus
+
+# --- gRPC hub (issue 6) ------------------------------------------------------------------------
+# Service states whose per-service grpc.health.v1 name is SERVING (NOT_LOADED loads on first use).
+SERVING_STATES = frozenset({ServiceState.READY, ServiceState.NOT_LOADED})
+# --- end gRPC hub ------------------------------------------------------------------------------
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +144,7 @@ class Node:
         # --- gRPC hub (issue 6)
         self.host = host
         self.counters = RequestCounters()
-        self.health_policy = ServiceHealth()  # per-service grpc.health.v1 names (health_policy.py)
+        self.health_policy = ServiceHealth(SERVING_STATES)  # per-service health (health_policy.py)
         self._views: list[HostView] = []
         if host is not None:
             host.add_status_listener(self._on_service_status)

@@ -29,7 +29,8 @@ _WARMING_STATES = frozenset({ServiceState.NOT_LOADED, ServiceState.LOADING})
 class ServiceHealth:
     """The per-service SERVING / NOT_SERVING decision (stateful only for start-up warming)."""
 
-    def __init__(self) -> None:
+    def __init__(self, servable: frozenset[ServiceState] = SERVABLE_STATES) -> None:
+        self._servable = servable
         self._warming: set[str] = set()
         self._last: dict[str, bool] = {}
 
@@ -50,6 +51,6 @@ class ServiceHealth:
         elif status.state is ServiceState.LOADING:
             serving = self._last.get(status.name, False)
         else:
-            serving = status.state in SERVABLE_STATES
+            serving = status.state in self._servable
         self._last[status.name] = serving
         return serving
