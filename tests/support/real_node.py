@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core.config.model import NodeConfig
 from tests.support.tiny_models import TinyClip, write_bioclip_model, write_clip_model
 
 CLIP_LABELS = ("cat", "dog", "car", "tree", "beach")
@@ -68,7 +69,8 @@ def write_real_config(
     overrides: Mapping[str, Mapping[str, object]] | None = None,
     preload: Sequence[str] = (),
 ) -> Path:
-    """A node config serving ``services`` on 127.0.0.1:``port`` (mDNS off). ``overrides[name]``
+    """A node config serving ``services`` on 127.0.0.1:``port`` (mDNS off, no automatic model
+    downloads where the config has them: a missing folder stays missing). ``overrides[name]``
     goes to the service's writer (``model=`` another folder name, ``write=False`` leaves the
     folder missing)."""
     lines = [
@@ -82,8 +84,10 @@ def write_real_config(
         "  http_port: 0",
         "  mdns:",
         "    enabled: false",
-        "services:" if services else "services: {}",
     ]
+    if "downloads" in NodeConfig.model_fields:  # the download manager's section (issue 5)
+        lines += ["downloads:", "  auto_download: false"]
+    lines.append("services:" if services else "services: {}")
     for name in services:
         block = REAL_SERVICES[name](models, **dict((overrides or {}).get(name, {})))
         inline = ", ".join(f"{k}: {v}" for k, v in block.items())
