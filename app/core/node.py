@@ -27,6 +27,7 @@ from app.core import node_commands
 from app.core.downloads import DownloadManager, requests_from_config
 from app.core.events import DownloadProgress, DownloadState, EventBus, NodeEvent, ServiceStatusChanged
 from app.core.grpc.counters import RequestCounters
+from app.core.grpc.health_policy import ServiceHealth
 from app.core.grpc.host_view import HostView
 from app.core.grpc.inference import InferenceServicer, install_inference
 from app.core.grpc.node_api import NodeApiServicer, install_node_api
@@ -154,6 +155,7 @@ class Node:
         # --- gRPC hub (issue 6)
         self.host = host
         self.counters = RequestCounters()
+        self.health_policy = ServiceHealth(SERVING_STATES)  # per-service health (health_policy.py)
         self._views: list[HostView] = []
         if host is not None:
             host.add_status_listener(self._on_service_status)
@@ -265,6 +267,7 @@ class Node:
 
     async def _start_host(self) -> None:
         if self.host is not None:
+            self.health_policy.warm_up(self.preloaded_services())
             await self.host.start()
             await self.sync_health()
 
@@ -275,25 +278,33 @@ class Node:
             except Exception:
                 log.exception("the service host failed to stop cleanly")
 
+    def preloaded_services(self) -> list[str]:
+        """Names of the configured services that load their model at start (``preload``)."""
+        specs = getattr(self.config, "service_specs", None)
+        return [spec.name for spec in specs() if spec.preload] if specs is not None else []
+
     async def sync_health(self) -> None:
         """Set every listener's per-service grpc.health.v1 name from the host's statuses."""
+        if self.host is None:
+            return
+        serving = {s.name: self.health_policy.serving(s) for s in self.host.statuses()}
         for listener, view in zip(list(self._listeners), list(self._views), strict=True):
             if listener.started:
                 for status in view.statuses():
-                    await listener.set_serving(status.name, status.state in SERVING_STATES)
+                    await listener.set_serving(status.name, serving.get(status.name, False))
 
     def _on_service_status(self, status: ServiceStatus) -> None:
         if self.host is not None:
             self._snapshot = replace(self._snapshot, services=tuple(self.host.statuses()))
         self.bus.publish(ServiceStatusChanged(status=status))
+        serving = self.health_policy.serving(status)  # decided now, in the order of the changes
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        self.tasks.spawn(f"health:{status.name}", self._set_health(status))
+        self.tasks.spawn(f"health:{status.name}", self._set_health(status, serving))
 
-    async def _set_health(self, status: ServiceStatus) -> None:
-        serving = status.state in SERVING_STATES
+    async def _set_health(self, status: ServiceStatus, serving: bool) -> None:
         for listener, view in zip(list(self._listeners), list(self._views), strict=True):
             if listener.started and view.allows(status.name):
                 await listener.set_serving(status.name, serving)

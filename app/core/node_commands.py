@@ -77,6 +77,9 @@ async def apply_config(node: Node, new: Any) -> None:
     if reconfigure is None:
         log.warning("this service host cannot change services live; restart the node to apply the change")
         return
+    before = {spec.name for spec in old.service_specs()}
+    added_preloads = {spec.name for spec in new.service_specs() if spec.preload} - before
+    node.health_policy.warm_up(added_preloads)  # a newly enabled preload service warms up first
     await reconfigure(new.service_specs())
     await node.sync_health()
     if new.downloads.auto_download and node.snapshot().state.value == "running":

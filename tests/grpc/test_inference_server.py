@@ -211,6 +211,7 @@ async def test_deadline_cancels_the_host_work(make_node) -> None:
         assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         await _until(lambda: _true(host.services["clip"].cancelled == 1))
     assert host.services["clip"].in_flight == 0
+    assert node.counters.node.by_code["DEADLINE_EXCEEDED"] == 1
 
 
 async def test_client_cancellation_cancels_the_host_work(make_node) -> None:
@@ -334,21 +335,70 @@ class _SlowStartHost(FakeHost):
         await super().start()
 
 
-async def test_while_the_node_starts_infer_is_unavailable_but_capabilities_answer(make_node) -> None:
+async def _all(stream) -> list[object]:
+    return [item async for item in stream]
+
+
+async def test_while_the_node_starts_capabilities_and_infer_are_unavailable(make_node) -> None:
+    # SDK fact: a capability fetch that fails with UNAVAILABLE is retried (1 s doubling to 8 s)
+    # while the node stays pending, and its requests wait instead of failing here.
     port = free_port()
     host = _SlowStartHost(("clip",))
     node = await make_node(host, start=False, port=port)
     starting = asyncio.ensure_future(node.start())
-    await _until(
-        lambda: _true(node.snapshot().state is NodeState.STARTING and bool(node.snapshot().listeners))
-    )
-    async with SdkLikeClient(f"127.0.0.1:{port}") as client:
-        assert [c.service_name for c in client.capabilities] == ["clip"]
-        error = await _status(client.infer("semantic_text_embed", b"x", "text/plain"))
-        assert error.code() is grpc.StatusCode.UNAVAILABLE and "starting" in error.details()
+    try:
+        await _until(
+            lambda: _true(node.snapshot().state is NodeState.STARTING and bool(node.snapshot().listeners))
+        )
+        client = SdkLikeClient(f"127.0.0.1:{port}")
+        try:
+            streamed = await _status(_all(client.stub.StreamCapabilities(empty_pb2.Empty(), timeout=5)))
+            merged = await _status(client.stub.GetCapabilities(empty_pb2.Empty(), timeout=5))
+            error = await _status(client.infer("semantic_text_embed", b"x", "text/plain"))
+        finally:
+            await client.channel.close()
+        for failure in (streamed, merged, error):
+            assert failure.code() is grpc.StatusCode.UNAVAILABLE and "starting" in failure.details()
+    finally:
         host.release.set()
         await starting
+    async with SdkLikeClient(f"127.0.0.1:{port}") as client:
+        assert [c.service_name for c in client.capabilities] == ["clip"]
         assert (await client.infer("semantic_text_embed", b"x", "text/plain")).response.is_final
+
+
+async def test_capabilities_wait_until_some_service_is_past_downloading(make_node) -> None:
+    host = FakeHost(("clip", "ocr"))
+    host.hold("clip", ServiceState.DOWNLOADING, "fetching MobileCLIP2-S2")
+    host.hold("ocr", ServiceState.DOWNLOADING, "fetching PP-OCRv5")
+    node = await make_node(host)
+    async with grpc.aio.insecure_channel(target(node)) as channel:
+        stub = pb_grpc.InferenceStub(channel)
+        error = await _status(_all(stub.StreamCapabilities(empty_pb2.Empty(), timeout=5)))
+        assert error.code() is grpc.StatusCode.UNAVAILABLE
+        assert "clip downloading" in error.details() and "ocr downloading" in error.details()
+        host.hold("ocr", None)  # one service can serve: every service is announced again
+        caps = await _all(stub.StreamCapabilities(empty_pb2.Empty(), timeout=5))
+    assert [c.service_name for c in caps] == ["clip", "ocr"]
+
+
+async def test_the_sdk_tensor_fast_path_is_refused_clearly(make_node) -> None:
+    host = FakeHost(("clip",))
+    node = await make_node(host)
+    tensor_meta = {
+        "lumen.input.kind": "tensor",
+        "lumen.tensor.dtype": "fp32",
+        "lumen.tensor.shape": "[1,3,224,224]",
+        "lumen.preprocess.id": "clip_image_preprocess_v1",
+    }
+    async with SdkLikeClient(target(node)) as client:
+        assert all(not t.tensor_preprocess_id for c in client.capabilities for t in c.tasks)
+        error = await _status(
+            client.infer("semantic_image_embed", b"\0" * 64, "application/octet-stream", tensor_meta)
+        )
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "tensor fast path" in error.details() and "image/webp" in error.details()
+    assert host.services["clip"].calls == []
 
 
 async def test_an_extra_listener_serves_only_its_services(make_node) -> None:
@@ -376,3 +426,43 @@ async def test_counters_count_outcomes_per_service(make_node) -> None:
     assert counters.node.by_code == {"INVALID_ARGUMENT": 1, "NOT_FOUND": 1}
     assert (counters.services["clip"].ok, counters.services["clip"].failed) == (1, 1)
     assert counters.node.in_flight == 0
+
+
+class _LeaseHost(FakeHost):
+    """Records whether the host's work (its result generator, holding the model) is still open."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.open = 0
+
+    async def run(self, request):  # type: ignore[override]
+        self.open += 1
+        try:
+            async for result in super().run(request):
+                yield result
+        finally:
+            self.open -= 1
+
+
+async def test_the_final_result_is_written_after_the_host_released_the_model(
+    make_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Otherwise the client's next request can find this one still holding the model, and the
+    # service host's batcher waits batch_max_wait_ms for a batch partner that never comes.
+    from app.core.grpc.inference import InferenceServicer
+
+    host = _LeaseHost(("clip",))
+    host.services["clip"].partials = 1
+    seen: list[tuple[bool, int]] = []
+    original = InferenceServicer._write
+
+    async def spy(self, result, *args):  # type: ignore[no-untyped-def]
+        seen.append((result.final, host.open))
+        await original(self, result, *args)
+
+    monkeypatch.setattr(InferenceServicer, "_write", spy)
+    node = await make_node(host)
+    async with SdkLikeClient(target(node)) as client:
+        reply = await client.infer("semantic_text_embed", b"x", "text/plain")
+    assert reply.response.is_final and len(reply.messages) == 2
+    assert seen == [(False, 1), (True, 0)]  # partials stream while working; the final after closing

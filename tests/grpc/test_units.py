@@ -131,3 +131,28 @@ def test_bearer_token_and_authorization() -> None:
         authorize_control("ipv4:10.0.0.5:1", [("authorization", "Bearer x")], None)
     with pytest.raises(PermissionDenied, match="only from this machine"):
         authorize_control("ipv4:10.0.0.5:1", None, "s3cret")
+
+
+def test_results_are_encoded_compactly_with_numpy_values_and_valid_json() -> None:
+    import numpy as np
+
+    from app.core.grpc.results import result_json
+    from services.api import InferenceResult
+
+    vector = np.asarray([0.25, -0.5, 1e-7], dtype=np.float32)
+    data = {"vector": vector, "dim": np.int64(3), "model_id": "m", "extra": float("nan"), "ids": (1, 2)}
+    encoded = result_json(InferenceResult("embedding_v1", data))
+    decoded = json.loads(encoded)
+    assert b" " not in encoded and decoded["dim"] == 3 and decoded["ids"] == [1, 2]
+    assert decoded["vector"] == pytest.approx([0.25, -0.5, 1e-7]) and decoded["extra"] is None
+    listed = json.loads(result_json(InferenceResult("embedding_v1", {"vector": [0.1, 0.2]})))
+    assert listed == {"vector": [0.1, 0.2]}  # shortest round-trip floats, as json writes them
+
+
+def test_a_result_that_is_not_json_is_an_internal_failure_naming_the_schema() -> None:
+    from app.core.grpc.results import result_json
+    from services.api import InferenceResult
+
+    with pytest.raises(InferenceFailed) as info:
+        result_json(InferenceResult("ocr_v1", {"items": object()}))
+    assert "ocr_v1" in info.value.message and failure_for(info.value).code is grpc.StatusCode.INTERNAL

@@ -1,52 +1,39 @@
-"""A real Go client (grpc-go, behaving as the Lumen Go SDK v1.4) finds the node over mDNS and runs
-every SDK task against it: semantic text and image embeddings (the image over 1 MiB, so chunked),
-BioCLIP classification, OCR and face recognition, parsing each result by schema.
-
-The node is advertised from the test with python-zeroconf on loopback (SRV, TXT ``v`` and
-``runtime``, A), the way DESIGN §3.3 says the SDK needs it.
+"""A real Go client (grpc-go, behaving as the Lumen Go SDK v1.4 line; see the probe's sources)
+finds the node over DNS-SD and runs every SDK task against it: semantic text and image
+embeddings (the image over 1 MiB, so chunked), BioCLIP classification, OCR and face recognition,
+parsing each result into the SDK's own field types. FakeHost behind the node; the real-model
+runs are in test_go_real_models.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import uuid
 from pathlib import Path
 
 import pytest
-from zeroconf import ServiceInfo
-from zeroconf.asyncio import AsyncZeroconf
 
 from app import __version__
-from tests.grpc.conftest import ALL
-from tests.interop.go_build import build_probe, require_go
+from services.api import ServiceState
+from tests.grpc.conftest import ALL, free_port
+from tests.interop.probe import advertised, run_probe
 from tests.support.fake_host import FakeHost
 
 pytestmark = pytest.mark.interop
 
-SERVICE_TYPE = "_lumen._tcp.local."
 
-
-@pytest.fixture(scope="module")
-def wireprobe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_go()
-    return build_probe(tmp_path_factory.mktemp("go"))
-
-
-async def _advertise(port: int, node_id: str) -> tuple[AsyncZeroconf, ServiceInfo, str]:
-    name = f"lumen-test-{uuid.uuid4().hex[:8]}"
-    info = ServiceInfo(
-        SERVICE_TYPE,
-        f"{name}.{SERVICE_TYPE}",
-        port=port,
-        addresses=[socket.inet_aton("127.0.0.1")],
-        properties={"v": __version__, "runtime": "fake-cpu", "id": node_id, "api": "1", "svc": ",".join(ALL)},
-        server=f"{name}.local.",
-    )
-    zc = AsyncZeroconf(interfaces=["127.0.0.1"])
-    await zc.async_register_service(info)
-    return zc, info, name
+def _steps(image: Path) -> list[dict[str, object]]:
+    webp = {"file": str(image), "mime": "image/webp"}
+    return [
+        {"name": "text", "task": "semantic_text_embed", "text": "a red fox", "mime": "text/plain"},
+        {"name": "image", "task": "semantic_image_embed", **webp, "correlation_id": "lumilio-42"},
+        {"name": "bioclip", "task": "bioclip_classify", **webp, "meta": {"top_k": "3"}},
+        # what ForBioCLIPClassify sets in one SDK version: service "clip" for a BioCLIP task
+        {"name": "bioclip_hint", "task": "bioclip_classify", **webp, "meta": {"service": "clip"}},
+        {"name": "ocr", "task": "ocr", **webp, "meta": {"service": "ppocr"}},
+        {"name": "face", "task": "face_recognition", **webp},
+        {"name": "unknown", "task": "no_such_task", "text": "x", "mime": "text/plain"},
+        {"name": "unknown_forced", "task": "no_such_task", "text": "x", "mime": "text/plain", "force": True},
+    ]
 
 
 async def test_the_go_client_discovers_the_node_and_runs_every_sdk_task(
@@ -55,51 +42,94 @@ async def test_the_go_client_discovers_the_node_and_runs_every_sdk_task(
     host = FakeHost(ALL, check_images=True, tag="go")
     node = await make_node(host, services=ALL)
     port = node.snapshot().port
-    zc, info, name = await _advertise(port, node.snapshot().node_id)
     image = tmp_path / "big.webp"
     image.write_bytes(big_webp)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            str(wireprobe),
-            "-iface",
-            "127.0.0.1",
-            "-instance",
-            name,
-            "-image",
-            str(image),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 90)
-    finally:
-        await zc.async_unregister_service(info)
-        await zc.async_close()
-    lines = [line for line in out.decode().splitlines() if line.startswith("WIREPROBE-SUMMARY ")]
-    assert process.returncode == 0 and lines, out.decode() + err.decode()
-    summary = json.loads(lines[-1].removeprefix("WIREPROBE-SUMMARY "))
+    async with advertised(port, node.snapshot().node_id, runtime="fake-cpu") as name:
+        summary = await run_probe(wireprobe, tmp_path, _steps(image), instance=name)
 
     found = summary["node"]
     assert (found["instance"], found["address"], found["port"]) == (name, "127.0.0.1", port)
     assert found["txt"]["v"] == __version__ and found["txt"]["runtime"] == "fake-cpu"
+    fetch = summary["capability_fetch"]
+    assert fetch["attempts"] == 1 and fetch["compatible"] and not fetch["used_get_capabilities"]
     assert [c["service"] for c in summary["capabilities"]] == list(ALL)
     assert {c["protocol_version"] for c in summary["capabilities"]} == {"1.0.0"}
 
     results = summary["results"]
-    expected = {
-        "semantic_text_embed": "embedding_v1",
-        "semantic_image_embed": "embedding_v1",
-        "bioclip_classify": "labels_v1",
-        "ocr": "ocr_v1",
-        "face_recognition": "face_v1",
-    }
-    for task, schema in expected.items():
-        result = results[task]
-        assert not result.get("error"), (task, result)
+    expected = {"text": "embedding_v1", "image": "embedding_v1", "bioclip": "labels_v1"}
+    expected |= {"bioclip_hint": "labels_v1", "ocr": "ocr_v1", "face": "face_v1"}
+    for step, schema in expected.items():
+        result = results[step]
+        assert not result.get("error") and not result["client_error"], (step, result)
         assert result["mime"] == f"application/json;schema={schema}" and result["schema"] == schema
-    text, picture = results["semantic_text_embed"], results["semantic_image_embed"]
-    assert text["parsed"] == picture["parsed"] == {"dim": 8, "model_id": "clip-fake-go"}
-    assert text["chunks_sent"] == 1 and picture["chunks_sent"] == -(-len(big_webp) // (256 * 1024))
+    text, picture = results["text"]["parsed"], results["image"]["parsed"]
+    assert (text["dim"], text["model_id"]) == (picture["dim"], picture["model_id"]) == (8, "clip-fake-go")
+    assert results["text"]["chunks_sent"] == 1
+    assert results["image"]["chunks_sent"] == -(-len(big_webp) // (256 * 1024))
+    assert set(results["image"]["chunk_correlation_ids"]) == {"lumilio-42"}  # the SDK repeats it
+    assert results["image"]["correlation_id"] == "lumilio-42"
     assert host.services["clip"].calls[1].payload == big_webp  # reassembled byte for byte
-    assert results["bioclip_classify"]["meta"]["service"] == "bioclip"
+    # meta.service: filled when one service owns the task, the caller's value kept otherwise
+    assert results["bioclip"]["sent_meta"]["service"] == "bioclip"
+    assert results["bioclip_hint"]["sent_meta"]["service"] == "clip"
+    assert results["bioclip_hint"]["meta"]["service"] == "bioclip"  # routed by task, hint tolerated
+    assert results["ocr"]["meta"]["service"] == "ocr"
     assert host.services["bioclip"].calls[0].meta["top_k"] == "3"
-    assert results["no_such_task"]["code"] == "NotFound"
+    # an unknown task: the SDK's picker refuses it; sent anyway, the node says NOT_FOUND
+    assert not results["unknown"]["sdk_routes"] and "no node supports" in results["unknown"]["client_error"]
+    assert results["unknown_forced"]["code"] == "NotFound"
+    assert not results["unknown_forced"]["counts_against_node"]
+    assert summary["node_health"]["hard_failures"] == 0
+
+
+class _SlowStartHost(FakeHost):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.release.wait()
+        await super().start()
+
+
+async def test_a_starting_node_is_retried_like_the_sdk_retries_it(
+    wireprobe: Path, make_node, tmp_path: Path
+) -> None:
+    port = free_port()
+    host = _SlowStartHost(("clip",))
+    node = await make_node(host, start=False, port=port)
+    starting = asyncio.ensure_future(node.start())
+    steps = [{"name": "text", "task": "semantic_text_embed", "text": "a cat", "mime": "text/plain"}]
+    probe = asyncio.ensure_future(run_probe(wireprobe, tmp_path, steps, target=f"127.0.0.1:{port}"))
+    try:
+        await asyncio.sleep(2.0)  # the probe's first fetches meet a starting node
+    finally:
+        host.release.set()
+        await starting
+    summary = await probe
+    fetch = summary["capability_fetch"]
+    assert fetch["attempts"] >= 2 and set(fetch["codes"]) == {"Unavailable"} and fetch["compatible"]
+    assert summary["results"]["text"]["parsed"]["dim"] == 8
+    assert summary["node_health"]["hard_failures"] == 0  # no request was sent to fail
+
+
+async def test_while_every_service_downloads_the_sdk_waits_instead_of_failing(
+    wireprobe: Path, make_node, tmp_path: Path
+) -> None:
+    host = FakeHost(("clip", "ocr"))
+    host.hold("clip", ServiceState.DOWNLOADING, "fetching MobileCLIP2-S2")
+    host.hold("ocr", ServiceState.DOWNLOADING, "fetching PP-OCRv5")
+    node = await make_node(host, services=("clip", "ocr"))
+    steps = [
+        {"name": "text", "task": "semantic_text_embed", "text": "a cat", "mime": "text/plain"},
+        {"name": "ocr", "task": "ocr", "text": "still downloading", "mime": "image/webp", "force": True},
+    ]
+    target = f"127.0.0.1:{node.snapshot().port}"
+    probe = asyncio.ensure_future(run_probe(wireprobe, tmp_path, steps, target=target))
+    await asyncio.sleep(1.5)
+    host.hold("clip", None)  # clip's files arrived; OCR still downloads
+    summary = await probe
+    assert set(summary["capability_fetch"]["codes"]) == {"Unavailable"}
+    assert summary["results"]["text"]["parsed"]["dim"] == 8
+    ocr = summary["results"]["ocr"]
+    assert ocr["code"] == "Unavailable" and "downloading" in ocr["error"] and ocr["counts_against_node"]

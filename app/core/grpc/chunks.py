@@ -42,7 +42,8 @@ class ChunkAssembler:
         self._correlation_id = ""
         self._total = 0
         self._received = 0
-        self._buffer = bytearray()
+        self._parts: list[bytes] = []  # joined once at the end (one copy for a chunked payload)
+        self._size = 0
         self._complete = False
 
     @property
@@ -83,7 +84,8 @@ class ChunkAssembler:
                         f"(got seq {seq}, offset {offset})"
                     )
                 self._check_size(offset, len(payload))
-                self._buffer = bytearray(payload)
+                self._parts = [payload]  # a whole payload in one message is never copied
+                self._size = len(payload)
                 self._received = 1
                 self._complete = True
                 return True
@@ -102,9 +104,9 @@ class ChunkAssembler:
             raise InvalidInput(
                 f"chunk seq {seq} arrived where seq {self._received} was expected; send chunks in order"
             )
-        if offset != len(self._buffer):
+        if offset != self._size:
             raise InvalidInput(
-                f"chunk {seq} has offset {offset} but the payload so far ends at byte {len(self._buffer)}; "
+                f"chunk {seq} has offset {offset} but the payload so far ends at byte {self._size}; "
                 "chunks must be contiguous"
             )
         if not payload:
@@ -118,7 +120,8 @@ class ChunkAssembler:
                     f"{at_least} bytes; the payload limit is {limits.max_bytes} bytes"
                 )
         self._check_size(offset, len(payload))
-        self._buffer += payload
+        self._parts.append(payload)
+        self._size += len(payload)
         self._received += 1
         if self._received == self._total:
             self._complete = True
@@ -139,6 +142,5 @@ class ChunkAssembler:
     def request(self) -> InferenceRequest:
         if not self._complete:
             raise InvalidInput(self.incomplete_reason())
-        return InferenceRequest(
-            task=self._task, payload=bytes(self._buffer), mime=self._mime, meta=self._meta
-        )
+        payload = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        return InferenceRequest(task=self._task, payload=payload, mime=self._mime, meta=self._meta)

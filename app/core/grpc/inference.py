@@ -1,7 +1,9 @@
 """The ``home_native.v1.Inference`` servicer: every hosted service behind one port.
 
-* StreamCapabilities: one Capability per service of the listener's view (also while services
-  are still downloading or loading), then the stream ends. GetCapabilities: one merged Capability.
+* StreamCapabilities: one Capability per service of the listener's view, then the stream ends;
+  GetCapabilities: one merged Capability. Both answer UNAVAILABLE while the node cannot serve
+  anything yet (starting, stopping, every service downloading/loading), so the Go SDK keeps
+  the node pending and retries (status_map.capabilities_failure).
 * Infer: one stream = one request. Chunks are reassembled per stream (chunks.py), the task is
   routed by name (``meta.service`` only breaks ties), the host's results go back as zero or more
   partial messages and one final result (split above ~3.9 MiB). Failures are gRPC status codes
@@ -23,14 +25,31 @@ from google.protobuf import empty_pb2
 from app.core.grpc.chunks import ChunkAssembler, PayloadLimits
 from app.core.grpc.counters import RequestCounters
 from app.core.grpc.host_view import HostView
-from app.core.grpc.results import RESULT_CHUNK_BYTES, capability_message, merged_capability, result_messages
-from app.core.grpc.status_map import RpcFailure, failure_for, failure_for_state
+from app.core.grpc.results import (
+    RESULT_CHUNK_BYTES,
+    capability_message,
+    merged_capability,
+    result_json,
+    result_messages,
+)
+from app.core.grpc.status_map import (
+    RpcFailure,
+    capabilities_failure,
+    failure_after_unavailable,
+    failure_before_host,
+    failure_for,
+)
 from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from proto.gen.home_native.v1 import ml_service_pb2_grpc as pb_grpc
 from services.api import (
+    CapabilityInfo,
+    ErrorKind,
     InferenceFailed,
     InferenceRequest,
     InferenceResult,
+    InvalidInput,
+    ServiceError,
+    ServiceStatus,
     ServiceUnavailable,
     TaskSpec,
 )
@@ -70,14 +89,24 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def StreamCapabilities(
         self, request: empty_pb2.Empty, context: Any
     ) -> AsyncIterator[pb.Capability]:
+        caps = await self._capabilities_or_abort(context)
+        for cap in caps:
+            yield capability_message(cap, self._extra())
+
+    async def GetCapabilities(self, request: empty_pb2.Empty, context: Any) -> pb.Capability:
+        return merged_capability(await self._capabilities_or_abort(context), self._extra())
+
+    async def _capabilities_or_abort(self, context: Any) -> list[CapabilityInfo]:
+        failure = capabilities_failure(self.view.statuses(), self.gate())
+        if failure is not None:
+            await context.abort(failure.code, failure.message)
+        caps = []
         for cap in self.view.capabilities():
             if not cap.service_name:
                 log.warning("skipping a capability without a service name: %r", cap)
                 continue
-            yield capability_message(cap, self._extra())
-
-    async def GetCapabilities(self, request: empty_pb2.Empty, context: Any) -> pb.Capability:
-        return merged_capability((c for c in self.view.capabilities() if c.service_name), self._extra())
+            caps.append(cap)
+        return caps
 
     async def Health(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
         return empty_pb2.Empty()
@@ -89,6 +118,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         started = time.perf_counter()
         track = self.counters.track()
         failure: RpcFailure | None = None
+        service: str | None = None
+        gate_open = False
         try:
             assembler = ChunkAssembler(self.limits)
             while True:
@@ -101,23 +132,28 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             reason = self.gate()
             if reason:
                 raise ServiceUnavailable(reason)
-            failure = failure_for_state(self.view.status(service))
+            gate_open = True
+            status = self.view.status(service)
+            failure = failure_before_host(status)
             if failure is None:
+                _refuse_tensor_fast_path(spec, request.meta)
                 routed = InferenceRequest(
                     task=request.task,
                     payload=request.payload,
                     mime=request.mime,
                     meta={**request.meta, "service": service},
                 )
-                work = self._serve(routed, service, spec, assembler.correlation_id, started, context)
-                remaining = context.time_remaining()
-                if remaining is not None:
-                    await asyncio.wait_for(work, timeout=max(remaining, 0.0))
-                else:
-                    await work
-        except asyncio.CancelledError:
-            track.finish("CANCELLED")
+                work = self._serve(routed, service, spec, status, assembler.correlation_id, started, context)
+                await work  # grpc.aio cancels this handler when the deadline passes
+        except asyncio.CancelledError:  # the client cancelled, or its deadline passed
+            remaining = context.time_remaining()
+            track.finish("DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED")
             raise
+        except ServiceError as exc:
+            if exc.kind is ErrorKind.UNAVAILABLE and gate_open and service is not None:
+                failure = failure_after_unavailable(exc, self.view.status(service))
+            else:
+                failure = failure_for(exc)
         except Exception as exc:  # every failure becomes a status code; the server keeps running
             failure = failure_for(exc)
         if failure is None:
@@ -131,6 +167,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         request: InferenceRequest,
         service: str,
         spec: TaskSpec,
+        status: ServiceStatus | None,
         correlation_id: str,
         started: float,
         context: Any,
@@ -139,54 +176,81 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         final: InferenceResult | None = None
         try:
             async for result in results:
-                meta = self._meta(service, spec, result, started)
-                body = _json_bytes(result)
-                for message in result_messages(
-                    body,
-                    schema=result.schema,
-                    meta=meta,
-                    correlation_id=correlation_id,
-                    final=result.final,
-                    chunk_bytes=self.result_chunk_bytes,
-                ):
-                    await context.write(message)
                 if result.final:
                     final = result
                     break
+                await self._write(result, service, spec, status, correlation_id, started, context)
         finally:
+            # The host's work ends before the final write: its model lease is released at once,
+            # so the client's next request never finds this one still holding the model (the
+            # batcher would wait batch_max_wait_ms for a batch partner that never comes).
             aclose = getattr(results, "aclose", None)
             if aclose is not None:
                 await aclose()
         if final is None:
             raise InferenceFailed(f"service {service} ended task {request.task!r} without a final result")
+        await self._write(final, service, spec, status, correlation_id, started, context)
 
-    def _meta(self, service: str, spec: TaskSpec, result: InferenceResult, started: float) -> dict[str, str]:
-        status = self.view.status(service)
-        cap = next((c for c in self.view.capabilities() if c.service_name == service), None)
-        model_id = str(result.data.get("model_id") or "") if isinstance(result.data, Mapping) else ""
-        if not model_id:
-            model_ids = (status.model_ids if status else ()) or (cap.model_ids if cap else ())
-            model_id = model_ids[0] if model_ids else ""
-        runtime = (status.runtime if status else "") or (cap.runtime if cap else "")
-        meta = {str(k): str(v) for k, v in result.meta.items()}
-        meta.update(
-            {
-                "service": service,
-                "task": spec.name,
-                "model_id": model_id,
-                "runtime": runtime,
-                "node_id": self.node_id,
-                "lat_ms": f"{(time.perf_counter() - started) * 1000:.3f}",
-            }
+    async def _write(
+        self,
+        result: InferenceResult,
+        service: str,
+        spec: TaskSpec,
+        status: ServiceStatus | None,
+        correlation_id: str,
+        started: float,
+        context: Any,
+    ) -> None:
+        messages = result_messages(
+            result_json(result),
+            schema=result.schema,
+            meta=self._meta(service, spec, status, result, started),
+            correlation_id=correlation_id,
+            final=result.final,
+            chunk_bytes=self.result_chunk_bytes,
         )
+        for message in messages:
+            await context.write(message)
+
+    def _meta(
+        self,
+        service: str,
+        spec: TaskSpec,
+        status: ServiceStatus | None,
+        result: InferenceResult,
+        started: float,
+    ) -> dict[str, str]:
+        """Response meta: the result's own meta, then service, task, model_id, runtime, node_id
+        and lat_ms. The status was read before the work; the runtime is read again after it
+        (a first request loads the model and only then knows its runtime label)."""
+        data = result.data
+        model_id = str(data.get("model_id") or "") if isinstance(data, Mapping) else ""
+        after = self.view.status(service) if status is None or not status.runtime else status
+        if not model_id and after is not None and after.model_ids:
+            model_id = after.model_ids[0]
+        meta = {str(k): str(v) for k, v in result.meta.items()} if result.meta else {}
+        meta["service"] = service
+        meta["task"] = spec.name
+        meta["model_id"] = model_id
+        meta["runtime"] = after.runtime if after is not None else ""
+        meta["node_id"] = self.node_id
+        meta["lat_ms"] = f"{(time.perf_counter() - started) * 1000:.3f}"
         return meta
 
 
-def _json_bytes(result: InferenceResult) -> bytes:
-    try:
-        return result.to_json_bytes()
-    except (TypeError, ValueError) as exc:
-        raise InferenceFailed(f"result of schema {result.schema} is not JSON-serialisable: {exc}") from exc
+TENSOR_KIND_KEY = "lumen.input.kind"
+
+
+def _refuse_tensor_fast_path(spec: TaskSpec, meta: Mapping[str, str]) -> None:
+    """The SDK's tensor fast path (``lumen.input.kind=tensor``: a preprocessed NCHW tensor as
+    application/octet-stream) is only for tasks that advertise a ``tensor_preprocess_id``."""
+    if spec.preprocess_id or str(meta.get(TENSOR_KIND_KEY, "")).strip().lower() != "tensor":
+        return
+    raise InvalidInput(
+        f"task {spec.name} on this node does not take the SDK's tensor fast path "
+        f"({TENSOR_KIND_KEY}=tensor; its IOTask has no tensor_preprocess_id); send the encoded image "
+        f"instead ({', '.join(m for m in spec.input_mimes if m.startswith('image/')) or 'see input_mimes'})"
+    )
 
 
 def install_inference(servicer: InferenceServicer) -> Callable[[grpc.aio.Server], None]:

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
 
 from proto.gen.home_native.v1 import ml_service_pb2 as pb
-from services.api import PROTOCOL_VERSION, CapabilityInfo, result_mime
+from services.api import PROTOCOL_VERSION, CapabilityInfo, InferenceFailed, InferenceResult, result_mime
 
 MiB = 1024 * 1024
 # Go's default receive limit is 4 MiB per message; results are split below it with room for meta.
 RESULT_CHUNK_BYTES = int(3.9 * MiB)
+
+
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def result_json(result: InferenceResult) -> bytes:
+    """The result's JSON (UTF-8, compact). orjson: floats in shortest round-trip form like
+    ``json``, but a 512-d embedding encodes in ~15 µs instead of ~0.7 ms; numpy arrays and
+    scalars are accepted; NaN/Infinity become ``null`` (valid JSON, unlike ``json``'s NaN)."""
+    try:
+        return orjson.dumps(result.data, default=_fallback, option=_ORJSON_OPTIONS)
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        raise InferenceFailed(f"result of schema {result.schema} is not JSON-serialisable: {exc}") from exc
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def result_messages(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -33,14 +33,20 @@ STATUS_FOR_KIND: Mapping[ErrorKind, grpc.StatusCode] = MappingProxyType(
     }
 )
 
-# Service states in which a request cannot succeed until someone acts (not a transient state):
-# answered before the host is asked, so that they never look like UNAVAILABLE.
+# Service states in which a request cannot succeed until someone acts (not a transient state),
+# so that they never look like UNAVAILABLE (which puts the whole node into the SDK's cooldown).
+# DISABLED is answered before the host is asked; a FAILED service is still asked (the host
+# re-checks its files, which may have arrived) and its ServiceUnavailable becomes
+# FAILED_PRECONDITION while the service stays FAILED (:func:`failure_after_unavailable`).
 STATUS_FOR_STATE: Mapping[ServiceState, grpc.StatusCode] = MappingProxyType(
     {
         ServiceState.FAILED: grpc.StatusCode.FAILED_PRECONDITION,
         ServiceState.DISABLED: grpc.StatusCode.NOT_FOUND,
     }
 )
+
+# States in which a service will serve soon without anyone acting.
+TRANSIENT_STATES = frozenset({ServiceState.DOWNLOADING, ServiceState.LOADING})
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,39 @@ def failure_for_state(status: ServiceStatus | None) -> RpcFailure | None:
     """A failure for a service that cannot serve until someone acts, else None."""
     if status is None or status.state not in STATUS_FOR_STATE:
         return None
+    return _state_failure(status)
+
+
+def failure_before_host(status: ServiceStatus | None) -> RpcFailure | None:
+    """What to answer without asking the host at all: only DISABLED (NOT_FOUND)."""
+    if status is None or status.state is not ServiceState.DISABLED:
+        return None
+    return _state_failure(status)
+
+
+def failure_after_unavailable(exc: ServiceError, status: ServiceStatus | None) -> RpcFailure:
+    """The host said ServiceUnavailable; ``status`` is the service's status afterwards. A FAILED
+    service (files missing, runtime unusable, load failed) is FAILED_PRECONDITION, so that the
+    SDK does not count it against the node's health; anything else stays UNAVAILABLE."""
+    state_failure = failure_for_state(status)
+    return state_failure if state_failure is not None else failure_for(exc)
+
+
+def capabilities_failure(statuses: Sequence[ServiceStatus], gate_reason: str | None) -> RpcFailure | None:
+    """UNAVAILABLE for StreamCapabilities/GetCapabilities while the node cannot serve anything yet:
+    it is starting or stopping, or every hosted service is still downloading or loading. The Go
+    SDK then keeps the node pending, retries the capability fetch (1 s doubling to 8 s) and lets
+    its requests wait instead of sending them here to fail. Otherwise None (answer)."""
+    if gate_reason:
+        return RpcFailure(grpc.StatusCode.UNAVAILABLE, gate_reason)
+    if statuses and all(s.state in TRANSIENT_STATES for s in statuses):
+        states = ", ".join(f"{s.name} {s.state.value}" for s in statuses)
+        message = f"no service can serve yet ({states}); try again shortly"
+        return RpcFailure(grpc.StatusCode.UNAVAILABLE, message)
+    return None
+
+
+def _state_failure(status: ServiceStatus) -> RpcFailure:
     reason = f": {status.reason}" if status.reason else ""
     if status.state is ServiceState.DISABLED:
         message = f"service {status.name} is disabled on this node{reason}"

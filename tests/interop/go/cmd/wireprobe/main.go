@@ -1,195 +1,209 @@
-// wireprobe: a Go client of a Lumen node built on grpc-go, behaving as the Lumen Go SDK v1.4
-// does (discovery, capability fetch, meta.service, chunking, keepalive, strict response
-// reassembly, schema parsing). It prints one JSON summary on stdout for the pytest side.
+// wireprobe: a Go client of a Lumen node built on grpc-go that behaves as the Lumen Go SDK v1.4
+// line does (sdk.go, mdns.go, parse.go say which SDK behaviour each part reproduces).
+//
+//	-mode probe (default): find the node (DNS-SD, or -target host:port), fetch capabilities with
+//	  the SDK's retries and compatibility rule, then run the steps of a JSON -plan and print one
+//	  "WIREPROBE-SUMMARY {json}" line.
+//	-mode bench: against -target, sequential semantic_text_embed latency (-n, after -warmup) and
+//	  semantic_image_embed throughput with -concurrency streams (-total requests), one
+//	  "WIREPROBE-BENCH {json}" line. Each request is one Infer stream on one shared connection, as
+//	  the SDK's pool does.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "lumennode/interop/homenativev1"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-const (
-	chunkThreshold = 1 << 20   // the SDK's default: chunk payloads over 1 MiB
-	chunkBytes     = 256 << 10 // into 256 KiB chunks
-)
+type step struct {
+	Name          string            `json:"name"`
+	Task          string            `json:"task"`
+	Text          string            `json:"text,omitempty"`
+	File          string            `json:"file,omitempty"`
+	Mime          string            `json:"mime"`
+	Meta          map[string]string `json:"meta,omitempty"`
+	CorrelationID string            `json:"correlation_id,omitempty"`
+	// Force sends even where the SDK would refuse client-side (task in no capability, failed
+	// validation): to see what the node answers a stale or non-SDK client.
+	Force bool `json:"force,omitempty"`
+}
 
-type taskResult struct {
-	Mime     string            `json:"mime"`
-	Schema   string            `json:"schema"`
-	Chunks   int               `json:"chunks_sent"`
-	Messages int               `json:"messages_received"`
-	Meta     map[string]string `json:"meta"`
-	Parsed   map[string]any    `json:"parsed"`
-	Error    string            `json:"error,omitempty"`
-	Code     string            `json:"code,omitempty"`
+type plan struct {
+	Steps []step `json:"steps"`
+}
+
+type stepResult struct {
+	Task          string            `json:"task"`
+	Routable      bool              `json:"sdk_routes"`       // the SDK picker would send it here
+	ClientError   string            `json:"client_error"`     // the SDK would refuse it before sending
+	SentMeta      map[string]string `json:"sent_meta"`        // meta as sent (service filled)
+	Chunks        int               `json:"chunks_sent"`      //
+	ChunkCorrIDs  []string          `json:"chunk_correlation_ids"`
+	Messages      int               `json:"messages_received"`
+	Mime          string            `json:"mime"`
+	Schema        string            `json:"schema"`
+	CorrelationID string            `json:"correlation_id"`
+	Meta          map[string]string `json:"meta"`
+	Parsed        map[string]any    `json:"parsed"`
+	Code          string            `json:"code,omitempty"`
+	Error         string            `json:"error,omitempty"`
+	CountsAgainst bool              `json:"counts_against_node"` // SDK node-health failure
+	Millis        float64           `json:"ms"`
 }
 
 type summary struct {
-	Discovered   []discovered          `json:"discovered"`
-	Node         *discovered           `json:"node"`
-	Capabilities []map[string]any      `json:"capabilities"`
-	Results      map[string]taskResult `json:"results"`
+	Discovered      []discovered          `json:"discovered"`
+	Node            *discovered           `json:"node"`
+	Address         string                `json:"address"`
+	CapabilityFetch capabilityFetch       `json:"capability_fetch"`
+	Capabilities    []map[string]any      `json:"capabilities"`
+	Results         map[string]stepResult `json:"results"`
+	NodeHealth      nodeHealth            `json:"node_health"`
 }
 
 func main() {
+	mode := flag.String("mode", "probe", "probe or bench")
 	service := flag.String("service", "_lumen._tcp.local.", "DNS-SD service type to browse")
 	iface := flag.String("iface", "127.0.0.1", "IPv4 address of the interface to query on")
 	instance := flag.String("instance", "", "instance name to use (default: the first found)")
-	image := flag.String("image", "", "image file for the image tasks")
-	tasks := flag.String("tasks", "semantic_text_embed,semantic_image_embed,bioclip_classify,ocr,face_recognition,no_such_task", "tasks to run")
+	target := flag.String("target", "", "host:port to use instead of DNS-SD discovery")
+	planFile := flag.String("plan", "", "JSON plan of steps (probe mode)")
+	capTimeout := flag.Duration("cap-timeout", 30*time.Second, "how long to retry the capability fetch")
+	timeout := flag.Duration("timeout", 60*time.Second, "deadline of each Infer call")
+	n := flag.Int("n", 200, "bench: sequential text requests measured")
+	warmup := flag.Int("warmup", 20, "bench: text requests before measuring")
+	text := flag.String("text", "a photo of a cat on the beach", "bench: the text")
+	image := flag.String("image", "", "bench: image file for the throughput part (empty: skip)")
+	imageMime := flag.String("image-mime", "image/webp", "bench: the image's mime type")
+	concurrency := flag.Int("concurrency", 16, "bench: concurrent image streams")
+	total := flag.Int("total", 160, "bench: image requests in the throughput part")
 	flag.Parse()
 
-	out := summary{Results: map[string]taskResult{}}
-	var found []discovered
-	var err error
-	for attempt := 0; attempt < 5 && out.Node == nil; attempt++ {
-		found, err = discover(*service, *iface, 1500*time.Millisecond)
-		if err != nil {
-			fail("discovery: %v", err)
+	if *mode == "bench" {
+		if *target == "" {
+			fail("bench mode needs -target")
 		}
-		for i := range found {
-			if *instance == "" || found[i].Instance == *instance {
-				out.Node = &found[i]
-				break
+		bench(*target, *text, *n, *warmup, *image, *imageMime, *concurrency, *total, *timeout)
+		return
+	}
+	if *planFile == "" {
+		fail("probe mode needs -plan")
+	}
+	var p plan
+	raw, err := os.ReadFile(*planFile)
+	if err != nil || json.Unmarshal(raw, &p) != nil {
+		fail("read plan %s: %v", *planFile, err)
+	}
+
+	out := summary{Results: map[string]stepResult{}}
+	address := *target
+	if address == "" {
+		for attempt := 0; attempt < 5 && out.Node == nil; attempt++ {
+			found, err := discover(*service, *iface, 1500*time.Millisecond)
+			if err != nil {
+				fail("discovery: %v", err)
+			}
+			out.Discovered = found
+			for i := range found {
+				if *instance == "" || found[i].Instance == *instance {
+					out.Node = &found[i]
+					break
+				}
 			}
 		}
+		if out.Node == nil {
+			emit("WIREPROBE-SUMMARY", out)
+			fail("no node %q found for %s", *instance, *service)
+		}
+		address = fmt.Sprintf("%s:%d", out.Node.Address, out.Node.Port)
 	}
-	out.Discovered = found
-	if out.Node == nil {
-		emit(out)
-		fail("no node %q found for %s", *instance, *service)
-	}
-	address := fmt.Sprintf("%s:%d", out.Node.Address, out.Node.Port)
-	conn, err := grpc.NewClient(address,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second}),
-	)
+	out.Address = address
+	conn, err := dial(address)
 	if err != nil {
 		fail("dial %s: %v", address, err)
 	}
 	defer conn.Close()
-	client := pb.NewInferenceClient(conn)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	caps, err := capabilities(ctx, client)
-	if err != nil {
-		fail("capabilities: %v", err)
-	}
-	owners := map[string][]string{}
+	caps, fetch := fetchCapabilities(conn, *capTimeout)
+	out.CapabilityFetch = fetch
 	for _, c := range caps {
-		if c.ServiceName == "" || !strings.HasPrefix(c.ProtocolVersion, "1.") {
-			fail("incompatible capability %q (protocol %q)", c.ServiceName, c.ProtocolVersion)
-		}
 		names := []string{}
 		for _, t := range c.Tasks {
-			owners[t.Name] = append(owners[t.Name], c.ServiceName)
 			names = append(names, t.Name)
 		}
 		out.Capabilities = append(out.Capabilities, map[string]any{
-			"service": c.ServiceName, "protocol_version": c.ProtocolVersion, "tasks": names, "model_ids": c.ModelIds,
+			"service": c.ServiceName, "protocol_version": c.ProtocolVersion, "tasks": names,
+			"model_ids": c.ModelIds, "extra": c.Extra,
 		})
 	}
-
-	var imageData []byte
-	if *image != "" {
-		if imageData, err = os.ReadFile(*image); err != nil {
-			fail("read image: %v", err)
-		}
+	client := pb.NewInferenceClient(conn)
+	for _, s := range p.Steps {
+		out.Results[s.Name] = runStep(client, caps, fetch.Compatible, s, *timeout, &out.NodeHealth)
 	}
-	for _, task := range strings.Split(*tasks, ",") {
-		payload, mime := imageData, "image/webp"
-		if strings.HasPrefix(task, "semantic_text") {
-			payload, mime = []byte("a photo of a red fox in the snow"), "text/plain"
-		}
-		meta := map[string]string{}
-		if len(owners[task]) == 1 {
-			meta["service"] = owners[task][0] // what the SDK's resolveService does
-		}
-		if task == "bioclip_classify" {
-			meta["top_k"] = "3"
-		}
-		out.Results[task] = infer(ctx, client, task, payload, mime, meta)
-	}
-	emit(out)
+	emit("WIREPROBE-SUMMARY", out)
 }
 
-func capabilities(ctx context.Context, client pb.InferenceClient) ([]*pb.Capability, error) {
-	stream, err := client.StreamCapabilities(ctx, &emptypb.Empty{})
-	if err != nil {
-		return nil, err
-	}
-	var caps []*pb.Capability
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return caps, nil
-		}
+func runStep(client pb.InferenceClient, caps []*pb.Capability, compatible bool, s step, timeout time.Duration, health *nodeHealth) stepResult {
+	result := stepResult{Task: s.Task}
+	payload := []byte(s.Text)
+	if s.File != "" {
+		data, err := os.ReadFile(s.File)
 		if err != nil {
-			return nil, err
+			fail("read %s: %v", s.File, err)
 		}
-		caps = append(caps, c)
+		payload = data
 	}
-}
-
-func infer(ctx context.Context, client pb.InferenceClient, task string, payload []byte, mime string, meta map[string]string) taskResult {
-	stream, err := client.Infer(ctx)
-	if err != nil {
-		return failed(err)
+	meta := map[string]string{}
+	for k, v := range s.Meta {
+		meta[k] = v
 	}
-	var requests []*pb.InferRequest
-	if len(payload) <= chunkThreshold {
-		requests = append(requests, &pb.InferRequest{CorrelationId: "probe", Task: task, Payload: payload, PayloadMime: mime, Meta: meta})
-	} else {
-		total := uint64((len(payload) + chunkBytes - 1) / chunkBytes)
-		for seq := uint64(0); seq < total; seq++ {
-			end := min(int(seq+1)*chunkBytes, len(payload))
-			requests = append(requests, &pb.InferRequest{
-				Task: task, Payload: payload[int(seq)*chunkBytes : end], PayloadMime: mime, Meta: meta,
-				Seq: seq, Total: total, Offset: seq * chunkBytes,
-			})
-		}
+	result.Routable = compatible && routable(caps, s.Task)
+	if err := validateTaskRequest(s.Task, s.Mime, meta); err != nil {
+		result.ClientError = err.Error()
 	}
+	if !result.Routable && result.ClientError == "" {
+		result.ClientError = fmt.Sprintf("no node supports task %q", s.Task)
+	}
+	if result.ClientError != "" && !s.Force {
+		return result
+	}
+	resolveService(caps, s.Task, meta) // Infer validates first, then fills meta.service
+	result.SentMeta = meta
+	requests := chunk(s.Task, payload, s.Mime, s.CorrelationID, meta)
+	result.Chunks = len(requests)
 	for _, r := range requests {
-		if err := stream.Send(r); err != nil {
-			break // the status arrives on Recv
-		}
+		result.ChunkCorrIDs = append(result.ChunkCorrIDs, r.CorrelationId)
 	}
-	_ = stream.CloseSend()
-	var responses []*pb.InferResponse
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return failed(err)
-		}
-		responses = append(responses, resp)
-		if resp.IsFinal {
-			break
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	started := time.Now()
+	responses, err := infer(ctx, client, requests)
+	result.Millis = float64(time.Since(started).Microseconds()) / 1000
+	health.done(err)
+	if err != nil {
+		st, _ := status.FromError(err)
+		result.Code, result.Error = st.Code().String(), st.Message()
+		result.CountsAgainst = affectsNodeHealth(err)
+		return result
 	}
+	result.Messages = len(responses)
 	final, err := assemble(responses)
 	if err != nil {
-		return taskResult{Error: "assemble: " + err.Error()}
+		result.Error = "assemble: " + err.Error()
+		return result
 	}
-	result := taskResult{Mime: final.ResultMime, Schema: final.ResultSchema, Chunks: len(requests), Messages: len(responses), Meta: final.Meta}
+	result.Mime, result.Schema, result.CorrelationID, result.Meta = final.ResultMime, final.ResultSchema, final.CorrelationId, final.Meta
 	parsed, err := parse(final)
 	if err != nil {
 		result.Error = "parse: " + err.Error()
@@ -198,125 +212,110 @@ func infer(ctx context.Context, client pb.InferenceClient, task string, payload 
 	return result
 }
 
-func failed(err error) taskResult {
-	st, _ := status.FromError(err)
-	return taskResult{Code: st.Code().String(), Error: st.Message()}
+type latency struct {
+	N     int     `json:"n"`
+	P50   float64 `json:"p50_ms"`
+	P95   float64 `json:"p95_ms"`
+	Mean  float64 `json:"mean_ms"`
+	Min   float64 `json:"min_ms"`
+	Fails int     `json:"failures"`
 }
 
-// assemble follows the SDK: a chunked response (total > 1) is exactly its chunks, contiguous,
-// final only on the last, with identical mime/schema/model_id.
-func assemble(responses []*pb.InferResponse) (*pb.InferResponse, error) {
-	if len(responses) == 0 {
-		return nil, errors.New("no responses")
+type benchOut struct {
+	Text       latency `json:"text"`
+	Throughput float64 `json:"image_rps"`
+	Images     int     `json:"images"`
+	Failures   int     `json:"image_failures"`
+	Seconds    float64 `json:"image_seconds"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+func bench(target, text string, n, warmup int, imageFile, imageMime string, concurrency, total int, timeout time.Duration) {
+	conn, err := dial(target)
+	if err != nil {
+		fail("dial %s: %v", target, err)
 	}
-	var total uint64
-	for _, r := range responses {
-		if r.Total > 1 {
-			total = r.Total
+	defer conn.Close()
+	client := pb.NewInferenceClient(conn)
+	var out benchOut
+	textReq := chunk("semantic_text_embed", []byte(text), "text/plain", "", map[string]string{"service": "clip"})
+	call := func(requests []*pb.InferRequest) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		responses, err := infer(ctx, client, requests)
+		if err == nil {
+			_, err = assemble(responses)
 		}
+		return err
 	}
-	if total == 0 {
-		for i := len(responses) - 1; i >= 0; i-- {
-			if responses[i].IsFinal {
-				return responses[i], nil
+	var samples []float64
+	for i := 0; i < warmup+n; i++ {
+		started := time.Now()
+		err := call(textReq)
+		elapsed := float64(time.Since(started).Nanoseconds()) / 1e6
+		if err != nil {
+			out.Text.Fails++
+			if out.FirstError == "" {
+				out.FirstError = err.Error()
 			}
+			continue
 		}
-		return responses[len(responses)-1], nil
+		if i >= warmup {
+			samples = append(samples, elapsed)
+		}
 	}
-	if uint64(len(responses)) != total {
-		return nil, fmt.Errorf("expected %d chunks, got %d", total, len(responses))
+	out.Text = summarize(samples, out.Text.Fails)
+	if imageFile != "" && total > 0 {
+		data, err := os.ReadFile(imageFile)
+		if err != nil {
+			fail("read %s: %v", imageFile, err)
+		}
+		imageReq := chunk("semantic_image_embed", data, imageMime, "", map[string]string{"service": "clip"})
+		var next, failures atomic.Int64
+		var wg sync.WaitGroup
+		var once sync.Once
+		started := time.Now()
+		for w := 0; w < concurrency; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(total) {
+					if err := call(imageReq); err != nil {
+						failures.Add(1)
+						once.Do(func() { out.FirstError = err.Error() })
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		out.Seconds = time.Since(started).Seconds()
+		out.Images = total
+		out.Failures = int(failures.Load())
+		out.Throughput = float64(total-out.Failures) / out.Seconds
 	}
-	var body []byte
-	for i, r := range responses {
-		if r.Seq != uint64(i) || r.Offset != uint64(len(body)) || r.IsFinal != (i == len(responses)-1) {
-			return nil, fmt.Errorf("chunk %d out of contract (seq %d offset %d final %v)", i, r.Seq, r.Offset, r.IsFinal)
-		}
-		if r.ResultMime != responses[0].ResultMime || r.Meta["model_id"] != responses[0].Meta["model_id"] {
-			return nil, fmt.Errorf("chunk %d mime/model mismatch", i)
-		}
-		body = append(body, r.Result...)
+	emit("WIREPROBE-BENCH", out)
+}
+
+func summarize(samples []float64, fails int) latency {
+	if len(samples) == 0 {
+		return latency{Fails: fails}
 	}
-	last := responses[len(responses)-1]
-	return &pb.InferResponse{IsFinal: true, Result: body, Meta: last.Meta, ResultMime: last.ResultMime, ResultSchema: last.ResultSchema, Total: 1}, nil
-}
-
-type embeddingV1 struct {
-	Vector  []float32 `json:"vector"`
-	Dim     int       `json:"dim"`
-	ModelID string    `json:"model_id"`
-}
-
-type labelsV1 struct {
-	Labels []struct {
-		Label string  `json:"label"`
-		Score float64 `json:"score"`
-	} `json:"labels"`
-	ModelID string `json:"model_id"`
-}
-
-type faceV1 struct {
-	Faces []struct {
-		BBox       []float32 `json:"bbox"`
-		Confidence float32   `json:"confidence"`
-	} `json:"faces"`
-	Count   int    `json:"count"`
-	ModelID string `json:"model_id"`
-}
-
-type ocrV1 struct {
-	Items []struct {
-		Box        [][]int `json:"box"`
-		Text       string  `json:"text"`
-		Confidence float64 `json:"confidence"`
-	} `json:"items"`
-	Count   int    `json:"count"`
-	ModelID string `json:"model_id"`
-}
-
-// parse checks the mime exactly as the SDK's parsers do, then decodes into typed structs.
-func parse(resp *pb.InferResponse) (map[string]any, error) {
-	schema := strings.TrimPrefix(resp.ResultMime, "application/json;schema=")
-	if schema == resp.ResultMime {
-		return nil, fmt.Errorf("unexpected response type: %s", resp.ResultMime)
+	sorted := append([]float64(nil), samples...)
+	sort.Float64s(sorted)
+	at := func(q float64) float64 { return sorted[min(len(sorted)-1, int(q*float64(len(sorted)-1)+0.5))] }
+	var sum float64
+	for _, v := range sorted {
+		sum += v
 	}
-	switch schema {
-	case "embedding_v1":
-		var e embeddingV1
-		if err := json.Unmarshal(resp.Result, &e); err != nil {
-			return nil, err
-		}
-		if e.Dim != len(e.Vector) || e.Dim == 0 {
-			return nil, fmt.Errorf("dim %d but %d values", e.Dim, len(e.Vector))
-		}
-		return map[string]any{"dim": e.Dim, "model_id": e.ModelID}, nil
-	case "labels_v1":
-		var l labelsV1
-		if err := json.Unmarshal(resp.Result, &l); err != nil {
-			return nil, err
-		}
-		return map[string]any{"labels": len(l.Labels), "model_id": l.ModelID}, nil
-	case "face_v1":
-		var f faceV1
-		if err := json.Unmarshal(resp.Result, &f); err != nil {
-			return nil, err
-		}
-		return map[string]any{"count": f.Count, "faces": len(f.Faces), "model_id": f.ModelID}, nil
-	case "ocr_v1":
-		var o ocrV1
-		if err := json.Unmarshal(resp.Result, &o); err != nil {
-			return nil, err
-		}
-		return map[string]any{"count": o.Count, "items": len(o.Items), "model_id": o.ModelID}, nil
-	}
-	return nil, fmt.Errorf("unknown schema %s", schema)
+	return latency{N: len(sorted), P50: at(0.5), P95: at(0.95), Mean: sum / float64(len(sorted)), Min: sorted[0], Fails: fails}
 }
 
-func emit(out summary) {
-	encoded, _ := json.Marshal(out)
-	fmt.Println("WIREPROBE-SUMMARY " + string(encoded))
+func emit(prefix string, v any) {
+	encoded, _ := json.Marshal(v)
+	fmt.Println(prefix + " " + string(encoded))
 }
 
 func fail(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "wireprobe: "+format+"\n", args...)
+	fmt.Fprintf(os.Stderr, "wireprobe: "+strings.TrimSpace(format)+"\n", args...)
 	os.Exit(1)
 }

@@ -1,13 +1,24 @@
 package main
 
-// DNS-SD discovery the way the Lumen Go SDK v1.4 does it: one PTR question for the service type
-// with the unicast-response bit, sent to 224.0.0.251:5353 from a per-scan UDP socket; the answer
-// must carry PTR, SRV, TXT and A records (answers or additional section) for the node to be
-// usable. The interface is chosen by address (the test advertises on loopback).
+// DNS-SD discovery the way the Lumen Go SDK v1.4 line does it (pkg/discovery/mdns_query.go and
+// mdns_resolver.go, read at commit 5d105b226ccee48e6ebf37eb050144c3d3f33e37): one PTR question
+// for "<type>.<domain>." with the unicast-response (QU) bit, sent to 224.0.0.251:5353 from a
+// per-scan UDP socket, answers collected for a fixed window (3 s by default) from the answer,
+// authority and additional sections. A node is admitted only when the chain holds: the PTR owner
+// is the service name, the PTR target is "<instance>.<type>.<domain>." with no unescaped dot in
+// <instance>, an SRV record exists for exactly that name, its target host is non-empty, its port
+// is 1..65535 and at least one A/AAAA record exists for the target. TXT is optional; "k=v" pairs,
+// a bare "k" is k="". Addresses are de-duplicated and sorted as strings, and the SDK dials the
+// FIRST one. Names compare case-insensitively.
+//
+// Difference on purpose: the SDK sends from every up, multicast-capable, non-loopback IPv4
+// interface; the probe sends from the one address given with -iface (the tests advertise on
+// loopback).
 
 import (
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,15 +27,16 @@ import (
 )
 
 type discovered struct {
-	Instance string            `json:"instance"`
-	Host     string            `json:"host"`
-	Port     int               `json:"port"`
-	Address  string            `json:"address"`
-	TXT      map[string]string `json:"txt"`
+	Instance  string            `json:"instance"`
+	Host      string            `json:"host"`
+	Port      int               `json:"port"`
+	Address   string            `json:"address"` // the one the SDK dials
+	Addresses []string          `json:"addresses"`
+	TXT       map[string]string `json:"txt"`
 }
 
 func discover(service, ifaceAddr string, window time.Duration) ([]discovered, error) {
-	service = dns.Fqdn(service)
+	service = strings.ToLower(dns.Fqdn(service))
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ifaceAddr), Port: 0})
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -38,6 +50,8 @@ func discover(service, ifaceAddr string, window time.Duration) ([]discovered, er
 	}
 	_ = pc.SetMulticastLoopback(true)
 	query := new(dns.Msg)
+	query.Id = 0
+	query.RecursionDesired = false
 	query.Question = []dns.Question{{Name: service, Qtype: dns.TypePTR, Qclass: dns.ClassINET | 0x8000}}
 	wire, err := query.Pack()
 	if err != nil {
@@ -47,10 +61,11 @@ func discover(service, ifaceAddr string, window time.Duration) ([]discovered, er
 	if _, err := conn.WriteToUDP(wire, group); err != nil {
 		return nil, fmt.Errorf("send query: %w", err)
 	}
-	ptrs := map[string]bool{}
-	srvs := map[string]*dns.SRV{}
+	type ptr struct{ owner, target string }
+	var ptrs []ptr
+	srvs := map[string][]*dns.SRV{}
 	txts := map[string][]string{}
-	addrs := map[string]string{}
+	addrs := map[string][]string{}
 	buffer := make([]byte, 65536)
 	deadline := time.Now().Add(window)
 	for {
@@ -63,43 +78,97 @@ func discover(service, ifaceAddr string, window time.Duration) ([]discovered, er
 		if msg.Unpack(buffer[:n]) != nil || !msg.Response {
 			continue
 		}
-		for _, rr := range append(append(msg.Answer, msg.Ns...), msg.Extra...) {
+		records := append(append(append([]dns.RR{}, msg.Answer...), msg.Ns...), msg.Extra...)
+		for _, rr := range records {
 			key := strings.ToLower(rr.Header().Name)
 			switch v := rr.(type) {
 			case *dns.PTR:
-				if strings.EqualFold(v.Hdr.Name, service) {
-					ptrs[strings.ToLower(v.Ptr)] = true
-				}
+				ptrs = append(ptrs, ptr{owner: key, target: strings.ToLower(v.Ptr)})
 			case *dns.SRV:
-				srvs[key] = v
+				srvs[key] = append(srvs[key], v)
 			case *dns.TXT:
 				txts[key] = append(txts[key], v.Txt...)
 			case *dns.A:
-				addrs[key] = v.A.String()
+				addrs[key] = append(addrs[key], v.A.String())
+			case *dns.AAAA:
+				addrs[key] = append(addrs[key], v.AAAA.String())
 			}
 		}
 	}
+	seen := map[string]bool{}
 	var out []discovered
-	for instance := range ptrs {
-		srv, ok := srvs[instance]
-		if !ok {
-			continue // the SDK cannot use a node without SRV
+	for _, p := range ptrs {
+		if p.owner != service || seen[p.target] {
+			continue // the SDK rejects a PTR whose owner is not the configured service
 		}
-		address, ok := addrs[strings.ToLower(srv.Target)]
+		seen[p.target] = true
+		instance, ok := strictInstance(p.target, service)
 		if !ok {
-			continue // nor without an A record for the SRV target
+			continue
 		}
-		txt := map[string]string{}
-		for _, record := range txts[instance] {
-			k, v, _ := strings.Cut(record, "=")
-			if k != "" {
-				txt[k] = v
+		for _, srv := range srvs[p.target] {
+			host := strings.TrimSuffix(strings.TrimSpace(srv.Target), ".")
+			if host == "" || srv.Port == 0 {
+				continue
 			}
+			addresses := normalizeAddresses(addrs[strings.ToLower(dns.Fqdn(srv.Target))])
+			if len(addresses) == 0 {
+				continue // "matching service has no usable address"
+			}
+			out = append(out, discovered{
+				Instance: instance, Host: host, Port: int(srv.Port),
+				Address: addresses[0], Addresses: addresses, TXT: parseTXT(txts[p.target]),
+			})
 		}
-		name := strings.TrimSuffix(strings.TrimSuffix(instance, "."), "."+strings.TrimSuffix(strings.ToLower(service), "."))
-		out = append(out, discovered{Instance: name, Host: srv.Target, Port: int(srv.Port), Address: address, TXT: txt})
 	}
 	return out, nil
+}
+
+// strictInstance: "<instance>.<service>" with a non-empty instance that has no unescaped dot.
+func strictInstance(name, service string) (string, bool) {
+	suffix := "." + service
+	if len(name) <= len(suffix) || !strings.HasSuffix(name, suffix) {
+		return "", false
+	}
+	instance := name[:len(name)-len(suffix)]
+	escaped := false
+	for _, c := range instance {
+		if c == '\\' {
+			escaped = !escaped
+			continue
+		}
+		if c == '.' && !escaped {
+			return "", false
+		}
+		escaped = false
+	}
+	return instance, instance != ""
+}
+
+func normalizeAddresses(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range in {
+		a = strings.TrimSpace(strings.Trim(a, "[]"))
+		if a == "" || seen[a] || net.ParseIP(a) == nil {
+			continue
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func parseTXT(records []string) map[string]string {
+	out := map[string]string{}
+	for _, record := range records {
+		key, value, _ := strings.Cut(record, "=")
+		if key != "" {
+			out[key] = value
+		}
+	}
+	return out
 }
 
 func interfaceFor(addr string) *net.Interface {

@@ -1,0 +1,105 @@
+"""A Lumen node built exactly as ``lumen-hub start`` builds it (``Node.from_config``: the real
+ServiceHost, real onnxruntime) on tiny generated CLIP / BioCLIP model folders.
+
+Each real service is one entry of :data:`REAL_SERVICES`: a function that writes (or points at)
+its model folder under ``<cache>/models`` and returns the service's config block. Adding a
+service (face and OCR on the real weights of ``../shared/testdata``, once those services are
+registered in ``services.host.builtin_registry``) is one more entry; :func:`write_real_config`
+and the interop plans pick it up by name.
+
+    models = RealModels.write(tmp_path / "cache")
+    config = write_real_config(tmp_path / "config.yaml", tmp_path / "cache", ("clip", "bioclip"))
+    node = Node.from_config(load_config(config), node_id=..., config_path=config)
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.core.config.model import NodeConfig
+from tests.support.tiny_models import TinyClip, write_bioclip_model, write_clip_model
+
+CLIP_LABELS = ("cat", "dog", "car", "tree", "beach")
+
+
+@dataclass
+class RealModels:
+    """The tiny model folders written under ``<cache>/models`` (by service name)."""
+
+    cache: Path
+    folders: dict[str, TinyClip] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache / "models"
+
+
+def write_clip_folder(models_dir: Path, name: str = "tiny-clip") -> TinyClip:
+    """The CLIP folder :data:`REAL_SERVICES` configures (with its ``ImageNet_tiny`` labels)."""
+    return write_clip_model(models_dir, name=name, dataset="ImageNet_tiny", labels=CLIP_LABELS)
+
+
+def _clip(models: RealModels, **overrides: object) -> dict[str, object]:
+    name = str(overrides.pop("model", "tiny-clip"))
+    if overrides.pop("write", True):
+        models.folders["clip"] = write_clip_folder(models.models_dir, name)
+    return {"model": name, "runtime": "onnx", "dataset": "ImageNet_tiny"}
+
+
+def _bioclip(models: RealModels, **overrides: object) -> dict[str, object]:
+    name = str(overrides.pop("model", "tiny-bioclip"))
+    if overrides.pop("write", True):
+        models.folders["bioclip"] = write_bioclip_model(models.models_dir, name=name)
+    return {"model": name, "runtime": "onnx"}
+
+
+# service name -> writer of its model folder returning the config of its default model
+REAL_SERVICES: dict[str, Callable[..., dict[str, object]]] = {"clip": _clip, "bioclip": _bioclip}
+
+
+def write_real_config(
+    path: Path,
+    models: RealModels,
+    services: Sequence[str],
+    *,
+    port: int = 0,
+    overrides: Mapping[str, Mapping[str, object]] | None = None,
+    preload: Sequence[str] = (),
+) -> Path:
+    """A node config serving ``services`` on 127.0.0.1:``port`` (mDNS off, no automatic model
+    downloads where the config has them: a missing folder stays missing). ``overrides[name]``
+    goes to the service's writer (``model=`` another folder name, ``write=False`` leaves the
+    folder missing)."""
+    lines = [
+        "metadata:",
+        '  version: "1.0"',
+        "  region: other",
+        f"  cache_dir: {models.cache}",
+        "node:",
+        "  host: 127.0.0.1",
+        f"  port: {port}",
+        "  http_port: 0",
+        "  mdns:",
+        "    enabled: false",
+    ]
+    if "downloads" in NodeConfig.model_fields:  # the download manager's section (issue 5)
+        lines += ["downloads:", "  auto_download: false"]
+    lines.append("services:" if services else "services: {}")
+    for name in services:
+        block = REAL_SERVICES[name](models, **dict((overrides or {}).get(name, {})))
+        inline = ", ".join(f"{k}: {v}" for k, v in block.items())
+        lines += [f"  {name}:", "    enabled: true"]
+        if name in preload:
+            lines.append("    preload: true")
+        lines += ["    models:", f"      default: {{{inline}}}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
