@@ -2,8 +2,8 @@
 ``lumen-hub start`` builds it — ``Node.from_config``, the real ServiceHost, real onnxruntime —
 on tiny generated CLIP and BioCLIP model folders, found over DNS-SD on loopback.
 
-Services come from tests/support/real_node.REAL_SERVICES; face and OCR join these runs by adding
-their entries there (real weights from ../shared/testdata) and a step each below.
+Services come from tests/support/real_node.REAL_SERVICES (face and OCR on the real weights of
+../shared/testdata).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from app.core.config import load_config
 from app.core.node import Node
@@ -132,3 +133,38 @@ async def test_missing_and_downloading_services_as_the_sdk_sees_them(
     # being fetched: UNAVAILABLE ("can't serve right now"), which the SDK counts; three in a row
     # start its cooldown for the whole node
     assert downloading["code"] == "Unavailable" and downloading["counts_against_node"]
+
+
+async def test_the_go_client_gets_real_face_and_ocr_results(
+    wireprobe: Path, real_node, tmp_path: Path
+) -> None:
+    from tests.support.testdata import shared_data
+
+    node = await real_node(("face", "ocr"))
+    collage = tmp_path / "collage.png"  # PNG of the 4-face collage: over 1 MiB, so it is chunked
+    with Image.open(shared_data("images/faces/faces_collage_4.jpg")) as im:
+        im.convert("RGB").save(collage, format="PNG", compress_level=0)
+    assert collage.stat().st_size > 1024 * 1024
+    no_face = shared_data("images/no_faces/coffee.jpg")
+    text = shared_data("images/text/ocr_rendered_zh.png")
+    steps = [
+        {"name": "faces", "task": "face_recognition", "file": str(collage), "mime": "image/png"},
+        {"name": "no_face", "task": "face_recognition", "file": str(no_face), "mime": "image/jpeg"},
+        {"name": "ocr", "task": "ocr", "file": str(text), "mime": "image/png"},
+    ]
+    async with advertised(node.snapshot().port, node.snapshot().node_id) as name:
+        summary = await run_probe(wireprobe, tmp_path, steps, instance=name)
+
+    assert {c["service"] for c in summary["capabilities"]} == {"face", "ocr"}
+    results = summary["results"]
+    for step in ("faces", "no_face", "ocr"):
+        assert not results[step].get("error") and not results[step]["client_error"], (step, results[step])
+    faces = results["faces"]["parsed"]
+    assert faces["count"] == faces["faces"] == faces["embeddings"] == 4  # faces with embeddings
+    assert results["faces"]["chunks_sent"] > 1
+    width, height = Image.open(collage).size
+    for x1, y1, x2, y2 in faces["boxes"]:  # pixels of the submitted image
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    assert results["no_face"]["parsed"]["count"] == 0
+    texts = [t.replace(" ", "") for t in results["ocr"]["parsed"]["texts"]]  # PP-OCRv4 may drop spaces
+    assert texts[0] == "欢迎回家智能家居" and texts[1].startswith("温度23.5")

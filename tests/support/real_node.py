@@ -1,11 +1,10 @@
 """A Lumen node built exactly as ``lumen-hub start`` builds it (``Node.from_config``: the real
-ServiceHost, real onnxruntime) on tiny generated CLIP / BioCLIP model folders.
+ServiceHost, real onnxruntime) on tiny generated CLIP / BioCLIP model folders and the real face
+(YuNet + MobileFaceNet) and OCR (PP-OCRv4) weights of ``../shared/testdata``.
 
 Each real service is one entry of :data:`REAL_SERVICES`: a function that writes (or points at)
-its model folder under ``<cache>/models`` and returns the service's config block. Adding a
-service (face and OCR on the real weights of ``../shared/testdata``, once those services are
-registered in ``services.host.builtin_registry``) is one more entry; :func:`write_real_config`
-and the interop plans pick it up by name.
+its model folder under ``<cache>/models`` and returns the service's config block;
+:func:`write_real_config` and the interop plans pick it up by name.
 
     models = RealModels.write(tmp_path / "cache")
     config = write_real_config(tmp_path / "config.yaml", tmp_path / "cache", ("clip", "bioclip"))
@@ -56,8 +55,33 @@ def _bioclip(models: RealModels, **overrides: object) -> dict[str, object]:
     return {"model": name, "runtime": "onnx"}
 
 
+def _face(models: RealModels, **overrides: object) -> dict[str, object]:
+    """YuNet + MobileFaceNet from ../shared/testdata (the test skips when it is absent)."""
+    from tests.support.model_dirs import build_yunet_mobilefacenet_dir
+
+    name = str(overrides.pop("model", "yunet-mobilefacenet"))
+    if overrides.pop("write", True):
+        build_yunet_mobilefacenet_dir(models.models_dir / name)
+    return {"model": name, "runtime": "onnx"}
+
+
+def _ocr(models: RealModels, **overrides: object) -> dict[str, object]:
+    """PP-OCRv4 det/cls/rec + its dictionary from ../shared/testdata."""
+    from tests.support.model_dirs import build_ppocr_dir
+
+    name = str(overrides.pop("model", "pp-ocrv4"))
+    if overrides.pop("write", True):
+        build_ppocr_dir(models.models_dir / name)
+    return {"model": name, "runtime": "onnx"}
+
+
 # service name -> writer of its model folder returning the config of its default model
-REAL_SERVICES: dict[str, Callable[..., dict[str, object]]] = {"clip": _clip, "bioclip": _bioclip}
+REAL_SERVICES: dict[str, Callable[..., dict[str, object]]] = {
+    "clip": _clip,
+    "bioclip": _bioclip,
+    "face": _face,
+    "ocr": _ocr,
+}
 
 
 def write_real_config(
