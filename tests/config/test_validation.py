@@ -161,6 +161,12 @@ def test_mdns_instance_name(name: str, fragment: str) -> None:
     assert "63 bytes" in issues["hub.server.mdns.name"] or fragment == "control"
 
 
+def test_mdns_instance_name_without_dots() -> None:
+    issues = issues_of('node: {mdns: {instance_name: "Living.Room"}}')
+    assert "must not contain '.'" in issues["node.mdns.instance_name"]
+    assert "'Living-Room'" in issues["node.mdns.instance_name"]
+
+
 def test_mdns_instance_name_63_bytes_is_fine() -> None:
     config = parse(f'node: {{mdns: {{instance_name: "{"é" * 31}x"}}}}')
     assert len(config.node.mdns.instance_name.encode()) == 63

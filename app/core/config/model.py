@@ -130,6 +130,11 @@ def _instance_name(value: str) -> str:
         )
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise fail(f"an mDNS instance name must not contain control characters (got {value!r})")
+    if "." in value:
+        raise fail(
+            f"an mDNS instance name must not contain '.' (the Lumen Go SDK reads the name up to the "
+            f"first dot); got {value!r}, e.g. {value.replace('.', '-')!r}"
+        )
     return value
 
 
