@@ -22,12 +22,14 @@ from google.protobuf import empty_pb2
 
 from app.core.grpc.chunks import ChunkAssembler, PayloadLimits
 from app.core.grpc.counters import RequestCounters
+from app.core.grpc.forwarding import Forwarder
 from app.core.grpc.host_view import HostView
 from app.core.grpc.results import RESULT_CHUNK_BYTES, capability_message, merged_capability, result_messages
 from app.core.grpc.status_map import RpcFailure, failure_for, failure_for_state
 from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from proto.gen.home_native.v1 import ml_service_pb2_grpc as pb_grpc
 from services.api import (
+    CapabilityInfo,
     InferenceFailed,
     InferenceRequest,
     InferenceResult,
@@ -54,6 +56,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         counters: RequestCounters | None = None,
         limits: PayloadLimits | None = None,
         result_chunk_bytes: int = RESULT_CHUNK_BYTES,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.view = view
         self.node_id = node_id
@@ -61,6 +64,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.counters = counters or RequestCounters()
         self.limits = limits or PayloadLimits()
         self.result_chunk_bytes = result_chunk_bytes
+        self.forwarder = forwarder  # serves through peers what this node cannot (forwarding.py)
 
     # ------------------------------------------------------------------ capabilities
 
@@ -70,14 +74,18 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def StreamCapabilities(
         self, request: empty_pb2.Empty, context: Any
     ) -> AsyncIterator[pb.Capability]:
-        for cap in self.view.capabilities():
+        for cap in self._capabilities():
             if not cap.service_name:
                 log.warning("skipping a capability without a service name: %r", cap)
                 continue
             yield capability_message(cap, self._extra())
 
     async def GetCapabilities(self, request: empty_pb2.Empty, context: Any) -> pb.Capability:
-        return merged_capability((c for c in self.view.capabilities() if c.service_name), self._extra())
+        return merged_capability((c for c in self._capabilities() if c.service_name), self._extra())
+
+    def _capabilities(self) -> list[CapabilityInfo]:
+        local = self.view.capabilities()
+        return self.forwarder.capabilities(local) if self.forwarder is not None else local
 
     async def Health(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
         return empty_pb2.Empty()
@@ -96,6 +104,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 if message is grpc.aio.EOF or assembler.add(message):
                     break
             request = assembler.request()
+            if self.forwarder and await self.forwarder.forward(
+                request, assembler.correlation_id, self.view, context
+            ):
+                track.finish(None)  # a peer answered
+                return
             service, spec = self.view.resolve(request.task, request.meta.get("service") or None)
             track.attribute(service)
             reason = self.gate()
