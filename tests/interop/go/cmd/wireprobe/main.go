@@ -52,7 +52,23 @@ func main() {
 	instance := flag.String("instance", "", "instance name to use (default: the first found)")
 	image := flag.String("image", "", "image file for the image tasks")
 	tasks := flag.String("tasks", "semantic_text_embed,semantic_image_embed,bioclip_classify,ocr,face_recognition,no_such_task", "tasks to run")
+	all := flag.Bool("all", false, "multi-node mode: discover every node and send each task to every node offering it")
+	expect := flag.Int("expect", 1, "with -all: keep discovering until this many nodes are found (or give up)")
+	rounds := flag.Int("rounds", 1, "with -all: requests per task and capable node")
 	flag.Parse()
+
+	if *all {
+		var imageData []byte
+		if *image != "" {
+			data, err := os.ReadFile(*image)
+			if err != nil {
+				fail("read image: %v", err)
+			}
+			imageData = data
+		}
+		runAll(*service, *iface, *expect, *rounds, strings.Split(*tasks, ","), imageData)
+		return
+	}
 
 	out := summary{Results: map[string]taskResult{}}
 	var found []discovered
@@ -312,6 +328,10 @@ func parse(resp *pb.InferResponse) (map[string]any, error) {
 }
 
 func emit(out summary) {
+	emitAny(out)
+}
+
+func emitAny(out any) {
 	encoded, _ := json.Marshal(out)
 	fmt.Println("WIREPROBE-SUMMARY " + string(encoded))
 }
