@@ -110,7 +110,10 @@ class PeerTable:
         peer = self._peers.get(node_id)
         if peer is not None:
             peer.in_flight = max(0, peer.in_flight + delta)
-            self._refresh(peer, publish=False)
+            if peer.info is not None:  # on every forwarded request: only this field changes
+                peer.info = replace(peer.info, in_flight=peer.in_flight)
+                if peer.listed:
+                    self._snapshot_changed()
 
     # ---------------------------------------------------------------- lifecycle
 
