@@ -92,6 +92,7 @@ async def test_stopping_the_serving_peer_mid_request_fails_over(nodes: list[Node
             what="the request at b or c",
         )
         other = c if serving is b else b
+        gone_at = f"127.0.0.1:{serving.snapshot().port}"
         loop = asyncio.get_running_loop()
         stopped_at = loop.time()
         await serving.stop(grace=0)  # mid-request: its calls are cut, no time for a goodbye
@@ -99,11 +100,16 @@ async def test_stopping_the_serving_peer_mid_request_fails_over(nodes: list[Node
     assert reply.result["node"] == host(other).tag  # the client's request still succeeded
     assert host(serving).services["clip"].cancelled == 1
     assert a.cluster.router.failovers == 1
-    assert a.cluster.router.cooling(serving.snapshot().node_id)
-    expiry = a.config.node.cluster.expiry_s
     gone = serving.snapshot().node_id
+    # cooling down until it leaves the table (then its cooldown goes with it)
+    assert a.cluster.router.cooling(gone) or a.cluster.table.get(gone) is None
+    expiry = a.config.node.cluster.expiry_s
+    other_at = f"127.0.0.1:{other.snapshot().port}"
     await wait_for(lambda: a.cluster.table.get(gone) is None, timeout=expiry + 2.0, what="the peer leaves")
     assert loop.time() - stopped_at <= expiry + 2.0
+    # the pooled channel to the peer that left is closed; the one to the other is kept
+    await wait_for(lambda: gone_at not in a.cluster.router.channels.targets(), what="its channel closed")
+    assert a.cluster.router.channels.targets() == [other_at]
 
 
 async def test_a_peer_answering_unavailable_is_skipped_then_cooled_down(
