@@ -220,3 +220,15 @@ def test_cluster_capabilities_list_each_task_once() -> None:
     assert by_name["ocr"] == local[0]  # ours, unmarked: d's ocr (with ocr_v2) is not merged in
     assert by_name["bioclip"].extra["lumen.served_by"] == "c"
     assert router(Table()).capabilities(local) == local
+
+
+def test_the_cooldown_setting_is_validated() -> None:
+    from app.core.config import ConfigError, build_config
+
+    assert (
+        build_config({"node": {"cluster": {"forward_cooldown_s": 0.5}}}).node.cluster.forward_cooldown_s
+        == 0.5
+    )
+    for bad in (0, -1, 61, "soon"):
+        with pytest.raises(ConfigError, match="node.cluster.forward_cooldown_s"):
+            build_config({"node": {"cluster": {"forward_cooldown_s": bad}}})

@@ -191,9 +191,13 @@ async def test_forwarding_off_answers_not_found(nodes: list[Node], mdns_type: st
     async with client(a) as sdk:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await sdk.infer(TEXT_TASK, b"no forwarding", "text/plain")
-    assert failure.value.code() is grpc.StatusCode.NOT_FOUND
-    assert "tasks offered: ocr" in failure.value.details()
-    assert host(b).services["clip"].calls == []
+        assert failure.value.code() is grpc.StatusCode.NOT_FOUND
+        assert "tasks offered: ocr" in failure.value.details()
+        assert host(b).services["clip"].calls == []
+        # the switch is read per request: a reloaded config turns forwarding on at once
+        a.config = a.config.replace_at("node.forwarding", True)
+        reply = await sdk.infer(TEXT_TASK, b"forwarding on", "text/plain")
+    assert reply.result["node"] == "B"
 
 
 async def test_a_service_downloading_here_is_served_by_a_peer(nodes: list[Node], mdns_type: str) -> None:
