@@ -130,6 +130,9 @@ def test_cooldown_skips_a_failing_peer_and_doubles_up_to_a_minute() -> None:
     clock.now += MAX_COOLDOWN_S + 0.01
     assert not r.cooling("b")
     assert [c.peer.node_id for c in r.candidates("semantic_text_embed")] == ["b", "c"]
+    assert r._cool("b") == MAX_COOLDOWN_S  # failing again soon after: still the long wait
+    clock.now += 3 * MAX_COOLDOWN_S  # a failure long after the last cooldown starts over
+    assert r._cool("b") == 2.0
 
 
 def test_local_verdict_follows_the_service_state() -> None:

@@ -220,9 +220,15 @@ class Router:
         return found
 
     def _cool(self, node_id: str) -> float:
+        """Put a peer into cooldown; a peer failing again soon after its last cooldown waits twice
+        as long (at most a minute), one failing again much later starts over."""
+        now = self._clock()
         previous = self._cooldowns.get(node_id)
-        span = min(previous.span * 2, MAX_COOLDOWN_S) if previous else self.cooldown_s
-        self._cooldowns[node_id] = _Cooldown(until=self._clock() + span, span=span)
+        if previous is not None and now - previous.until <= MAX_COOLDOWN_S:
+            span = min(previous.span * 2, MAX_COOLDOWN_S)
+        else:
+            span = self.cooldown_s
+        self._cooldowns[node_id] = _Cooldown(until=now + span, span=span)
         return span
 
     # ---------------------------------------------------------------- Forwarder
