@@ -104,7 +104,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 if message is grpc.aio.EOF or assembler.add(message):
                     break
             request = assembler.request()
-            if self.forwarder and await self.forwarder.forward(
+            if self.forwarder is not None and await self.forwarder.forward(
                 request, assembler.correlation_id, self.view, context
             ):
                 track.finish(None)  # a peer answered
