@@ -48,6 +48,7 @@ class Table:
 
     rows: list[PeerInfo] = field(default_factory=list)
     caps: dict[str, tuple[CapabilityInfo, ...]] = field(default_factory=dict)
+    outstanding: dict[str, int] = field(default_factory=dict)
 
     def peers(self) -> tuple[PeerInfo, ...]:
         return tuple(self.rows)
@@ -59,7 +60,12 @@ class Table:
         return self.caps.get(node_id, ())
 
     def add_in_flight(self, node_id: str, delta: int) -> None:
-        pass
+        self.outstanding[node_id] = self.outstanding.get(node_id, 0) + delta
+
+    def in_flight(self, node_id: str) -> int:
+        return self.outstanding.get(
+            node_id, next((p.in_flight for p in self.rows if p.node_id == node_id), 0)
+        )
 
 
 class Clock:

@@ -106,14 +106,19 @@ class PeerTable:
         self._listeners.append(callback)
 
     def add_in_flight(self, node_id: str, delta: int) -> None:
-        """Requests this node has outstanding at a peer (the router counts them)."""
+        """Requests this node has outstanding at a peer (the router counts them). Called twice per
+        forwarded request, so it stays cheap: the table's rows (:meth:`get`, :meth:`peers`) are
+        exact at once; the node's snapshot (``on_peers``: GUI, node API) gets the count with the
+        peer's next refresh (at the latest its next probe)."""
         peer = self._peers.get(node_id)
         if peer is not None:
             peer.in_flight = max(0, peer.in_flight + delta)
-            if peer.info is not None:  # on every forwarded request: only this field changes
+            if peer.info is not None:
                 peer.info = replace(peer.info, in_flight=peer.in_flight)
-                if peer.listed:
-                    self._snapshot_changed()
+
+    def in_flight(self, node_id: str) -> int:
+        peer = self._peers.get(node_id)
+        return peer.in_flight if peer is not None else 0
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -8,7 +8,7 @@ READY or NOT_LOADED (loads on first use) is always served here. A LOADING servic
 Where: peers listed in the table with a service that offers the task (by task name or alias,
 from GetNodeInfo/StreamCapabilities) in state ``ready`` (preferred) or ``not_loaded``, not in
 cooldown; ordered by that state, then by our outstanding requests at the peer
-(``PeerInfo.in_flight``), then by RTT. The request's ``meta.service`` only breaks ties between
+(``PeerTable.in_flight``), then by RTT. The request's ``meta.service`` only breaks ties between
 services of one peer.
 
 How: the WHOLE reassembled payload is sent as the SDK would (one message up to 1 MiB, else
@@ -209,10 +209,11 @@ class Router:
                     best = key if best is None or key < best else best
             if best is not None:
                 found.append(Candidate(peer=peer, service=best[2], rank=best[0]))
+        outstanding = self.table.in_flight
         found.sort(
             key=lambda c: (
                 c.rank,
-                c.peer.in_flight,
+                outstanding(c.peer.node_id),
                 c.peer.rtt_ms if c.peer.rtt_ms is not None else math.inf,
                 c.peer.name,
             )
