@@ -234,6 +234,7 @@ class Node:
             inference = InferenceServicer(
                 view, node_id=self._snapshot.node_id, gate=self._serving_gate, counters=self.counters
             )
+            inference.forwarder = self._forwarder()  # --- cluster (issue 7): routing to peers
             grpc_listener = GrpcListener(
                 host,
                 listener.port,
@@ -336,6 +337,16 @@ class Node:
         if cluster is not None:
             await cluster.stop(timeout=timeout)
         self._snapshot = replace(self._snapshot, peers=())
+
+    def _forwarder(self) -> Any:
+        """The Inference servicers' Forwarder: the running cluster's router (app/core/cluster/
+        router.py), following ``node.forwarding`` and ``node.advertise_cluster`` live."""
+        from app.core.cluster.forwarding import ClusterForwarder
+
+        def router() -> Any:
+            return self._cluster.router if self._cluster is not None else None
+
+        return ClusterForwarder(router, settings=lambda: self.config.node)
 
     def _set_peers(self, peers: tuple[Any, ...]) -> None:
         self._snapshot = replace(self._snapshot, peers=peers)

@@ -16,6 +16,7 @@ import pytest
 from app.core.config import NodeConfig, build_config
 from app.core.node import Node
 from tests.core.conftest import ROOT, free_port, isolated_home  # noqa: F401 (a fixture, shared)
+from tests.grpc.conftest import big_webp  # noqa: F401 (a fixture, shared)
 
 FAST_CLUSTER = {"probe_interval_s": 0.3, "probe_timeout_s": 1.0, "expiry_s": 1.5}
 
@@ -38,7 +39,11 @@ def node_config(
     mdns: dict[str, Any] | None = None,
     cluster: dict[str, Any] | None = None,
     services: dict[str, Any] | None = None,
+    node: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> NodeConfig:
+    """``node``: more ``node.*`` settings (``forwarding``, ``advertise_cluster``); ``extra``: more
+    top-level sections (``metadata``, ``downloads``)."""
     data: dict[str, Any] = {
         "node": {
             "host": host,
@@ -46,8 +51,10 @@ def node_config(
             "http_port": http_port,
             "mdns": {"types": [mdns_type], "interface_poll_s": 1.0, **(mdns or {})},
             "cluster": {**FAST_CLUSTER, **(cluster or {})},
+            **(node or {}),
         },
         "services": services or {},
+        **(extra or {}),
     }
     return build_config(data)
 

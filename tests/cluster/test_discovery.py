@@ -113,8 +113,9 @@ async def test_name_conflict_renames_and_keeps_advertising(
         )
         assert list(a.cluster.advertiser.instance_names().values()) == [f"{taken}-2"]
         assert any(f"advertising as '{taken}-2'" in r.getMessage() for r in caplog.records)
-        # a peer sees both, each under its own name
-        observer = await _start(nodes, mdns_type, "c")
+        # a peer sees both, each under its own name (the squatter never answers a probe: a long
+        # expiry keeps it listed while the observer also finds a, however busy the machine is)
+        observer = await _start(nodes, mdns_type, "c", cluster={"expiry_s": 30})
         a_id = a.snapshot().node_id
         await wait_for(lambda: {a_id, "f" * 32} <= peer_ids(observer), what="both holders of the name")
         names = {p.node_id: (p.name, p.port) for p in observer.snapshot().peers}

@@ -30,9 +30,11 @@ from app.core.cluster.addresses import (
 from app.core.cluster.advertiser import Advertiser, AdvertSpec
 from app.core.cluster.broker import BrokerFeed
 from app.core.cluster.discovery import Discovery
+from app.core.cluster.info_prober import NodeInfoProber
 from app.core.cluster.naming import auto_instance_name, derived_instance_name, host_name
 from app.core.cluster.peers import PeersCallback, PeerTable
-from app.core.cluster.prober import HealthProber, PeerProber
+from app.core.cluster.prober import PeerProber
+from app.core.cluster.router import Router
 from app.core.cluster.txt import STATE_READY, STATE_STARTING, build_txt
 from app.core.events import EventBus, PeerInfo
 from app.core.tasks import TaskTracker
@@ -113,7 +115,7 @@ class Cluster:
         self.discovery: Discovery | None = None
         cluster = config.node.cluster
         self.table = PeerTable(
-            prober=prober or HealthProber(),
+            prober=prober or NodeInfoProber(),
             tasks=self.tasks,
             bus=bus,
             type_order=self._mdns.types,
@@ -121,6 +123,13 @@ class Cluster:
             probe_timeout_s=cluster.probe_timeout_s,
             expiry_s=cluster.expiry_s,
             on_peers=on_peers,
+        )
+        self.router = Router(
+            self.table,
+            node_id=node_id,
+            tasks=self.tasks,
+            bus=bus,
+            cooldown_s=cluster.forward_cooldown_s,
         )
         self.broker: BrokerFeed | None = None
         self._txt_dirty = asyncio.Event()
@@ -146,6 +155,7 @@ class Cluster:
             self.broker = BrokerFeed(self.config.node.host, http_port, self.broker_nodes)
             await self.broker.start()
             self.table.add_listener(self.broker.notify)
+        self.router.start()
         self.tasks.spawn("cluster:watch-node", self._watch_node())
         self.tasks.spawn("cluster:txt-updater", self._txt_updater())
         if not self._mdns.enabled:
@@ -166,6 +176,7 @@ class Cluster:
         await self.tasks.close(timeout=timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.table.stop(), timeout)
+        await self.router.close(timeout=timeout)
         if self.broker is not None:
             await self.broker.stop(timeout=timeout)
         aiozc, self.aiozc = self.aiozc, None

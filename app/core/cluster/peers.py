@@ -22,6 +22,7 @@ from app.core.cluster.discovery import PeerRecord
 from app.core.cluster.prober import PeerProber, ProbeFailed, ProbeResult, ProbeTarget, services_from_txt
 from app.core.events import EventBus, PeerChange, PeerChanged, PeerEndpoint, PeerInfo
 from app.core.tasks import TaskTracker
+from services.api import CapabilityInfo
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class PeerTable:
         infos = [p.info for p in self._peers.values() if p.listed and p.info is not None]
         return tuple(sorted(infos, key=lambda info: (info.name.lower(), info.node_id)))
 
+    def has_peers(self) -> bool:
+        """Whether any node is known at all (cheap: the router asks on every request)."""
+        return bool(self._peers)
+
     def unanswering(self) -> tuple[str, ...]:
         """Node ids still advertised on mDNS but dropped for not answering probes."""
         return tuple(sorted(p.node_id for p in self._peers.values() if not p.listed))
@@ -89,16 +94,31 @@ class PeerTable:
         peer = self._peers.get(node_id)
         return peer.info if peer is not None and peer.listed else None
 
+    def capabilities(self, node_id: str) -> tuple[CapabilityInfo, ...]:
+        """The listed peer's own capabilities from its last answered probe (empty if unknown)."""
+        peer = self._peers.get(node_id)
+        if peer is None or not peer.listed or peer.result is None:
+            return ()
+        return peer.result.capabilities or ()
+
     def add_listener(self, callback: Callable[[], None]) -> None:
         """``callback()`` after every change that publishes an event (not RTT-only changes)."""
         self._listeners.append(callback)
 
     def add_in_flight(self, node_id: str, delta: int) -> None:
-        """Requests this node has outstanding at a peer (the router counts them)."""
+        """Requests this node has outstanding at a peer (the router counts them). Called twice per
+        forwarded request, so it stays cheap: the table's rows (:meth:`get`, :meth:`peers`) are
+        exact at once; the node's snapshot (``on_peers``: GUI, node API) gets the count with the
+        peer's next refresh (at the latest its next probe)."""
         peer = self._peers.get(node_id)
         if peer is not None:
             peer.in_flight = max(0, peer.in_flight + delta)
-            self._refresh(peer, publish=False)
+            if peer.info is not None:
+                peer.info = replace(peer.info, in_flight=peer.in_flight)
+
+    def in_flight(self, node_id: str) -> int:
+        peer = self._peers.get(node_id)
+        return peer.in_flight if peer is not None else 0
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -2,9 +2,10 @@
 
 The peer table calls :meth:`PeerProber.probe` for every peer every ``node.cluster.probe_interval_s``
 seconds; a peer that fails probes for ``node.cluster.expiry_s`` leaves the table. The interface is
-the place to enrich peers: phase 1 ships :class:`HealthProber` (``grpc.health.v1`` Check, which
-every node serves); a later prober can call the node API's GetNodeInfo and the hub's
-StreamCapabilities and fill accelerators, OS, model ids and per-service states the same way.
+the place to enrich peers: :class:`HealthProber` (``grpc.health.v1`` Check, which every node
+serves) says whether a peer answers and which services are serving; the default,
+:class:`~app.core.cluster.info_prober.NodeInfoProber`, adds the node API's GetNodeInfo and the
+hub's StreamCapabilities (accelerators, OS, per-service states, tasks and models).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.core.events import PeerService
+from services.api import CapabilityInfo
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class ProbeResult:
     os: str | None = None
     version: str | None = None
     runtime: str | None = None
+    # the peer's own capabilities (StreamCapabilities, without what it offers on behalf of peers)
+    capabilities: tuple[CapabilityInfo, ...] | None = None
 
 
 class ProbeFailed(Exception):

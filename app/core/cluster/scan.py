@@ -14,8 +14,9 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from app.core.cluster.addresses import zeroconf_interfaces
 from app.core.cluster.discovery import Discovery
+from app.core.cluster.info_prober import NodeInfoProber
 from app.core.cluster.peers import PeerTable
-from app.core.cluster.prober import HealthProber, PeerProber
+from app.core.cluster.prober import PeerProber
 from app.core.events import PeerInfo
 from app.core.tasks import TaskTracker
 
@@ -31,7 +32,7 @@ async def scan_peers(
     """Browse ``types`` for ``timeout`` seconds, probe every node found once, return them."""
     tasks = TaskTracker("peers-scan")
     table = PeerTable(
-        prober=prober or HealthProber(),
+        prober=prober or NodeInfoProber(),
         tasks=tasks,
         type_order=types,
         probe_interval_s=3600.0,  # no periodic loop: one probe on discovery, one at the end

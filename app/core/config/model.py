@@ -279,6 +279,8 @@ class NodeCluster(_Model):
     probe_interval_s: float = Field(default=5.0, gt=0, le=3600)  # health-check each peer this often
     probe_timeout_s: float = Field(default=2.0, gt=0, le=60)
     expiry_s: float = Field(default=30.0, gt=0, le=86400)  # a peer silent this long leaves the table
+    # a peer that failed a forwarded request gets none for this long (doubling, at most 60 s)
+    forward_cooldown_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class NodeSettings(_Model):

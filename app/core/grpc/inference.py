@@ -24,6 +24,7 @@ from google.protobuf import empty_pb2
 
 from app.core.grpc.chunks import ChunkAssembler, PayloadLimits
 from app.core.grpc.counters import RequestCounters
+from app.core.grpc.forwarding import Forwarder
 from app.core.grpc.host_view import HostView
 from app.core.grpc.results import (
     RESULT_CHUNK_BYTES,
@@ -73,6 +74,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         counters: RequestCounters | None = None,
         limits: PayloadLimits | None = None,
         result_chunk_bytes: int = RESULT_CHUNK_BYTES,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.view = view
         self.node_id = node_id
@@ -80,6 +82,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.counters = counters or RequestCounters()
         self.limits = limits or PayloadLimits()
         self.result_chunk_bytes = result_chunk_bytes
+        self.forwarder = forwarder  # serves through peers what this node cannot (forwarding.py)
 
     # ------------------------------------------------------------------ capabilities
 
@@ -97,16 +100,23 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         return merged_capability(await self._capabilities_or_abort(context), self._extra())
 
     async def _capabilities_or_abort(self, context: Any) -> list[CapabilityInfo]:
-        failure = capabilities_failure(self.view.statuses(), self.gate())
-        if failure is not None:
+        """This listener's capabilities (plus the cluster's when the forwarder advertises them);
+        UNAVAILABLE while nothing here can serve yet and no peer stands in (the SDK retries)."""
+        local = self.view.capabilities()
+        caps = self.forwarder.capabilities(local) if self.forwarder is not None else local
+        statuses = self.view.statuses()
+        if self.forwarder is not None:  # a service a peer stands in for can serve through it
+            statuses = [s for s in statuses if not self.forwarder.stands_in(s.name)]
+        failure = capabilities_failure(statuses, self.gate())
+        if failure is not None and len(caps) == len(local):  # peers' own services stand in too
             await context.abort(failure.code, failure.message)
-        caps = []
-        for cap in self.view.capabilities():
+        named = []
+        for cap in caps:
             if not cap.service_name:
                 log.warning("skipping a capability without a service name: %r", cap)
                 continue
-            caps.append(cap)
-        return caps
+            named.append(cap)
+        return named
 
     async def Health(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
         return empty_pb2.Empty()
@@ -127,6 +137,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 if message is grpc.aio.EOF or assembler.add(message):
                     break
             request = assembler.request()
+            if self.forwarder is not None and await self.forwarder.forward(
+                request, assembler.correlation_id, self.view, context
+            ):
+                track.finish(None)  # a peer answered
+                return
             service, spec = self.view.resolve(request.task, request.meta.get("service") or None)
             track.attribute(service)
             reason = self.gate()

@@ -19,7 +19,7 @@ import grpc
 from app.core.events import PeerChange, PeerChanged, ServiceStatusChanged
 from app.core.grpc.auth import authorize_control
 from app.core.grpc.counters import CounterSet, RequestCounters
-from app.core.grpc.events_proto import event_message
+from app.core.grpc.events_proto import event_message, peer_message
 from app.core.grpc.host_view import HostView
 from app.core.grpc.status_map import NotSupported, control_failure_for
 from app.core.sysinfo import MachineInfo, machine_info, memory_bytes
@@ -116,6 +116,7 @@ def node_info_message(node: NodeApiBackend, machine: MachineInfo | None = None) 
         counters=counters_message(node.counters.node),
         api_version=API_VERSION,
         python=machine.python,
+        peers=[peer_message(peer) for peer in snap.peers],
     )
 
 

@@ -55,8 +55,19 @@ class RpcFailure:
     message: str
 
 
+class RelayedStatus(Exception):
+    """A forwarded request failed at the peer: its status code passes through unchanged."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def failure_for(exc: BaseException) -> RpcFailure:
     """The status code and client-visible message for an exception raised while serving."""
+    if isinstance(exc, RelayedStatus):
+        return RpcFailure(exc.code, exc.message)
     if isinstance(exc, ServiceError):
         message = exc.message or exc.__class__.__name__
         return RpcFailure(STATUS_FOR_KIND.get(exc.kind, grpc.StatusCode.INTERNAL), message)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lumen/node/v1/node.proto\x12\rlumen.node.v1\"\x14\n\x12GetNodeInfoRequest\"\xbb\x01\n\x0fRequestCounters\x12\r\n\x05total\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12;\n\x07\x62y_code\x18\x05 \x03(\x0b\x32*.lumen.node.v1.RequestCounters.ByCodeEntry\x1a-\n\x0b\x42yCodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x9f\x01\n\x0bServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\r\n\x05tasks\x18\x06 \x03(\t\x12\x30\n\x08\x63ounters\x18\x07 \x01(\x0b\x32\x1e.lumen.node.v1.RequestCounters\"F\n\x08Listener\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08services\x18\x03 \x03(\t\x12\x0c\n\x04main\x18\x04 \x01(\x08\"\xd8\x03\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\x12\x12\n\nos_release\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x11\n\tcpu_count\x18\t \x01(\r\x12\x1a\n\x12memory_total_bytes\x18\n \x01(\x04\x12\x1e\n\x16memory_available_bytes\x18\x0b \x01(\x04\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x0c \x03(\t\x12\x10\n\x08runtimes\x18\r \x03(\t\x12,\n\x08services\x18\x0e \x03(\x0b\x32\x1a.lumen.node.v1.ServiceInfo\x12*\n\tlisteners\x18\x0f \x03(\x0b\x32\x17.lumen.node.v1.Listener\x12\x12\n\nstarted_at\x18\x10 \x01(\x01\x12\x10\n\x08uptime_s\x18\x11 \x01(\x01\x12\x30\n\x08\x63ounters\x18\x12 \x01(\x0b\x32\x1e.lumen.node.v1.RequestCounters\x12\x13\n\x0b\x61pi_version\x18\x13 \x01(\t\x12\x0e\n\x06python\x18\x14 \x01(\t\">\n\x12WatchEventsRequest\x12\x18\n\x10initial_snapshot\x18\x01 \x01(\x08\x12\x0e\n\x06topics\x18\x02 \x03(\t\"!\n\x10NodeStateChanged\x12\r\n\x05state\x18\x01 \x01(\t\"`\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\"D\n\x14ServiceStatusChanged\x12,\n\x06status\x18\x01 \x01(\x0b\x32\x1c.lumen.node.v1.ServiceStatus\"\x8b\x02\n\x10\x44ownloadProgress\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07repo_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nbytes_done\x18\x05 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x04\x12\x12\n\nfiles_done\x18\x07 \x01(\r\x12\x13\n\x0b\x66iles_total\x18\x08 \x01(\r\x12\x14\n\x0c\x63urrent_file\x18\t \x01(\t\x12\x11\n\tspeed_bps\x18\n \x01(\x01\x12\x12\n\x05\x65ta_s\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x10\n\x08services\x18\r \x03(\tB\x08\n\x06_eta_s\"c\n\x0c\x46ileProgress\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x12\n\nbytes_done\x18\x04 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x04\"]\n\x0bPeerService\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\"\xa5\x02\n\x08PeerInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\n\n\x02os\x18\x06 \x01(\t\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x08 \x03(\t\x12,\n\x08services\x18\t \x03(\x0b\x32\x1a.lumen.node.v1.PeerService\x12\r\n\x05state\x18\n \x01(\t\x12\x11\n\tin_flight\x18\x0b \x01(\r\x12\x13\n\x06rtt_ms\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nfirst_seen\x18\r \x01(\x01\x12\x11\n\tlast_seen\x18\x0e \x01(\x01\x42\t\n\x07_rtt_ms\"D\n\x0bPeerChanged\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12%\n\x04peer\x18\x02 \x01(\x0b\x32\x17.lumen.node.v1.PeerInfo\"\r\n\x0bSnapshotEnd\"\xed\x02\n\x05\x45vent\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x15\n\rfrom_snapshot\x18\x02 \x01(\x08\x12\x35\n\nnode_state\x18\n \x01(\x0b\x32\x1f.lumen.node.v1.NodeStateChangedH\x00\x12=\n\x0eservice_status\x18\x0b \x01(\x0b\x32#.lumen.node.v1.ServiceStatusChangedH\x00\x12\x33\n\x08\x64ownload\x18\x0c \x01(\x0b\x32\x1f.lumen.node.v1.DownloadProgressH\x00\x12+\n\x04\x66ile\x18\r \x01(\x0b\x32\x1b.lumen.node.v1.FileProgressH\x00\x12*\n\x04peer\x18\x0e \x01(\x0b\x32\x1a.lumen.node.v1.PeerChangedH\x00\x12\x32\n\x0csnapshot_end\x18\x0f \x01(\x0b\x32\x1a.lumen.node.v1.SnapshotEndH\x00\x42\x06\n\x04kind\"<\n\x18SetServiceEnabledRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"4\n\x14StartDownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\" \n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13ReloadConfigRequest\"\x1f\n\x0c\x43ontrolReply\x12\x0f\n\x07message\x18\x01 \x01(\t2\x86\x05\n\x04Node\x12I\n\x0bGetNodeInfo\x12!.lumen.node.v1.GetNodeInfoRequest\x1a\x17.lumen.node.v1.NodeInfo\x12H\n\x0bWatchEvents\x12!.lumen.node.v1.WatchEventsRequest\x1a\x14.lumen.node.v1.Event0\x01\x12Y\n\x11SetServiceEnabled\x12\'.lumen.node.v1.SetServiceEnabledRequest\x1a\x1b.lumen.node.v1.ControlReply\x12Q\n\rStartDownload\x12#.lumen.node.v1.StartDownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12M\n\x0e\x43\x61ncelDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12L\n\rPauseDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12M\n\x0eResumeDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12O\n\x0cReloadConfig\x12\".lumen.node.v1.ReloadConfigRequest\x1a\x1b.lumen.node.v1.ControlReplyB!Z\x1flumennode/interop/nodev1;nodev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lumen/node/v1/node.proto\x12\rlumen.node.v1\"\x14\n\x12GetNodeInfoRequest\"\xbb\x01\n\x0fRequestCounters\x12\r\n\x05total\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12;\n\x07\x62y_code\x18\x05 \x03(\x0b\x32*.lumen.node.v1.RequestCounters.ByCodeEntry\x1a-\n\x0b\x42yCodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x9f\x01\n\x0bServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\r\n\x05tasks\x18\x06 \x03(\t\x12\x30\n\x08\x63ounters\x18\x07 \x01(\x0b\x32\x1e.lumen.node.v1.RequestCounters\"F\n\x08Listener\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08services\x18\x03 \x03(\t\x12\x0c\n\x04main\x18\x04 \x01(\x08\"\x80\x04\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\x12\x12\n\nos_release\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x11\n\tcpu_count\x18\t \x01(\r\x12\x1a\n\x12memory_total_bytes\x18\n \x01(\x04\x12\x1e\n\x16memory_available_bytes\x18\x0b \x01(\x04\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x0c \x03(\t\x12\x10\n\x08runtimes\x18\r \x03(\t\x12,\n\x08services\x18\x0e \x03(\x0b\x32\x1a.lumen.node.v1.ServiceInfo\x12*\n\tlisteners\x18\x0f \x03(\x0b\x32\x17.lumen.node.v1.Listener\x12\x12\n\nstarted_at\x18\x10 \x01(\x01\x12\x10\n\x08uptime_s\x18\x11 \x01(\x01\x12\x30\n\x08\x63ounters\x18\x12 \x01(\x0b\x32\x1e.lumen.node.v1.RequestCounters\x12\x13\n\x0b\x61pi_version\x18\x13 \x01(\t\x12\x0e\n\x06python\x18\x14 \x01(\t\x12&\n\x05peers\x18\x15 \x03(\x0b\x32\x17.lumen.node.v1.PeerInfo\">\n\x12WatchEventsRequest\x12\x18\n\x10initial_snapshot\x18\x01 \x01(\x08\x12\x0e\n\x06topics\x18\x02 \x03(\t\"!\n\x10NodeStateChanged\x12\r\n\x05state\x18\x01 \x01(\t\"`\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\"D\n\x14ServiceStatusChanged\x12,\n\x06status\x18\x01 \x01(\x0b\x32\x1c.lumen.node.v1.ServiceStatus\"\x8b\x02\n\x10\x44ownloadProgress\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07repo_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nbytes_done\x18\x05 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x04\x12\x12\n\nfiles_done\x18\x07 \x01(\r\x12\x13\n\x0b\x66iles_total\x18\x08 \x01(\r\x12\x14\n\x0c\x63urrent_file\x18\t \x01(\t\x12\x11\n\tspeed_bps\x18\n \x01(\x01\x12\x12\n\x05\x65ta_s\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x10\n\x08services\x18\r \x03(\tB\x08\n\x06_eta_s\"c\n\x0c\x46ileProgress\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x12\n\nbytes_done\x18\x04 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x05 \x01(\x04\"]\n\x0bPeerService\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05tasks\x18\x03 \x03(\t\x12\x11\n\tmodel_ids\x18\x04 \x03(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\"\xa5\x02\n\x08PeerInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\taddresses\x18\x03 \x03(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\n\n\x02os\x18\x06 \x01(\t\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x08 \x03(\t\x12,\n\x08services\x18\t \x03(\x0b\x32\x1a.lumen.node.v1.PeerService\x12\r\n\x05state\x18\n \x01(\t\x12\x11\n\tin_flight\x18\x0b \x01(\r\x12\x13\n\x06rtt_ms\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nfirst_seen\x18\r \x01(\x01\x12\x11\n\tlast_seen\x18\x0e \x01(\x01\x42\t\n\x07_rtt_ms\"D\n\x0bPeerChanged\x12\x0e\n\x06\x63hange\x18\x01 \x01(\t\x12%\n\x04peer\x18\x02 \x01(\x0b\x32\x17.lumen.node.v1.PeerInfo\"\r\n\x0bSnapshotEnd\"\xed\x02\n\x05\x45vent\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x15\n\rfrom_snapshot\x18\x02 \x01(\x08\x12\x35\n\nnode_state\x18\n \x01(\x0b\x32\x1f.lumen.node.v1.NodeStateChangedH\x00\x12=\n\x0eservice_status\x18\x0b \x01(\x0b\x32#.lumen.node.v1.ServiceStatusChangedH\x00\x12\x33\n\x08\x64ownload\x18\x0c \x01(\x0b\x32\x1f.lumen.node.v1.DownloadProgressH\x00\x12+\n\x04\x66ile\x18\r \x01(\x0b\x32\x1b.lumen.node.v1.FileProgressH\x00\x12*\n\x04peer\x18\x0e \x01(\x0b\x32\x1a.lumen.node.v1.PeerChangedH\x00\x12\x32\n\x0csnapshot_end\x18\x0f \x01(\x0b\x32\x1a.lumen.node.v1.SnapshotEndH\x00\x42\x06\n\x04kind\"<\n\x18SetServiceEnabledRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"4\n\x14StartDownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\" \n\x0f\x44ownloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13ReloadConfigRequest\"\x1f\n\x0c\x43ontrolReply\x12\x0f\n\x07message\x18\x01 \x01(\t2\x86\x05\n\x04Node\x12I\n\x0bGetNodeInfo\x12!.lumen.node.v1.GetNodeInfoRequest\x1a\x17.lumen.node.v1.NodeInfo\x12H\n\x0bWatchEvents\x12!.lumen.node.v1.WatchEventsRequest\x1a\x14.lumen.node.v1.Event0\x01\x12Y\n\x11SetServiceEnabled\x12\'.lumen.node.v1.SetServiceEnabledRequest\x1a\x1b.lumen.node.v1.ControlReply\x12Q\n\rStartDownload\x12#.lumen.node.v1.StartDownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12M\n\x0e\x43\x61ncelDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12L\n\rPauseDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12M\n\x0eResumeDownload\x12\x1e.lumen.node.v1.DownloadRequest\x1a\x1b.lumen.node.v1.ControlReply\x12O\n\x0cReloadConfig\x12\".lumen.node.v1.ReloadConfigRequest\x1a\x1b.lumen.node.v1.ControlReplyB!Z\x1flumennode/interop/nodev1;nodev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,39 +46,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTENER']._serialized_start=417
   _globals['_LISTENER']._serialized_end=487
   _globals['_NODEINFO']._serialized_start=490
-  _globals['_NODEINFO']._serialized_end=962
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=964
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1026
-  _globals['_NODESTATECHANGED']._serialized_start=1028
-  _globals['_NODESTATECHANGED']._serialized_end=1061
-  _globals['_SERVICESTATUS']._serialized_start=1063
-  _globals['_SERVICESTATUS']._serialized_end=1159
-  _globals['_SERVICESTATUSCHANGED']._serialized_start=1161
-  _globals['_SERVICESTATUSCHANGED']._serialized_end=1229
-  _globals['_DOWNLOADPROGRESS']._serialized_start=1232
-  _globals['_DOWNLOADPROGRESS']._serialized_end=1499
-  _globals['_FILEPROGRESS']._serialized_start=1501
-  _globals['_FILEPROGRESS']._serialized_end=1600
-  _globals['_PEERSERVICE']._serialized_start=1602
-  _globals['_PEERSERVICE']._serialized_end=1695
-  _globals['_PEERINFO']._serialized_start=1698
-  _globals['_PEERINFO']._serialized_end=1991
-  _globals['_PEERCHANGED']._serialized_start=1993
-  _globals['_PEERCHANGED']._serialized_end=2061
-  _globals['_SNAPSHOTEND']._serialized_start=2063
-  _globals['_SNAPSHOTEND']._serialized_end=2076
-  _globals['_EVENT']._serialized_start=2079
-  _globals['_EVENT']._serialized_end=2444
-  _globals['_SETSERVICEENABLEDREQUEST']._serialized_start=2446
-  _globals['_SETSERVICEENABLEDREQUEST']._serialized_end=2506
-  _globals['_STARTDOWNLOADREQUEST']._serialized_start=2508
-  _globals['_STARTDOWNLOADREQUEST']._serialized_end=2560
-  _globals['_DOWNLOADREQUEST']._serialized_start=2562
-  _globals['_DOWNLOADREQUEST']._serialized_end=2594
-  _globals['_RELOADCONFIGREQUEST']._serialized_start=2596
-  _globals['_RELOADCONFIGREQUEST']._serialized_end=2617
-  _globals['_CONTROLREPLY']._serialized_start=2619
-  _globals['_CONTROLREPLY']._serialized_end=2650
-  _globals['_NODE']._serialized_start=2653
-  _globals['_NODE']._serialized_end=3299
+  _globals['_NODEINFO']._serialized_end=1002
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1004
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1066
+  _globals['_NODESTATECHANGED']._serialized_start=1068
+  _globals['_NODESTATECHANGED']._serialized_end=1101
+  _globals['_SERVICESTATUS']._serialized_start=1103
+  _globals['_SERVICESTATUS']._serialized_end=1199
+  _globals['_SERVICESTATUSCHANGED']._serialized_start=1201
+  _globals['_SERVICESTATUSCHANGED']._serialized_end=1269
+  _globals['_DOWNLOADPROGRESS']._serialized_start=1272
+  _globals['_DOWNLOADPROGRESS']._serialized_end=1539
+  _globals['_FILEPROGRESS']._serialized_start=1541
+  _globals['_FILEPROGRESS']._serialized_end=1640
+  _globals['_PEERSERVICE']._serialized_start=1642
+  _globals['_PEERSERVICE']._serialized_end=1735
+  _globals['_PEERINFO']._serialized_start=1738
+  _globals['_PEERINFO']._serialized_end=2031
+  _globals['_PEERCHANGED']._serialized_start=2033
+  _globals['_PEERCHANGED']._serialized_end=2101
+  _globals['_SNAPSHOTEND']._serialized_start=2103
+  _globals['_SNAPSHOTEND']._serialized_end=2116
+  _globals['_EVENT']._serialized_start=2119
+  _globals['_EVENT']._serialized_end=2484
+  _globals['_SETSERVICEENABLEDREQUEST']._serialized_start=2486
+  _globals['_SETSERVICEENABLEDREQUEST']._serialized_end=2546
+  _globals['_STARTDOWNLOADREQUEST']._serialized_start=2548
+  _globals['_STARTDOWNLOADREQUEST']._serialized_end=2600
+  _globals['_DOWNLOADREQUEST']._serialized_start=2602
+  _globals['_DOWNLOADREQUEST']._serialized_end=2634
+  _globals['_RELOADCONFIGREQUEST']._serialized_start=2636
+  _globals['_RELOADCONFIGREQUEST']._serialized_end=2657
+  _globals['_CONTROLREPLY']._serialized_start=2659
+  _globals['_CONTROLREPLY']._serialized_end=2690
+  _globals['_NODE']._serialized_start=2693
+  _globals['_NODE']._serialized_end=3339
 # @@protoc_insertion_point(module_scope)

@@ -46,10 +46,10 @@ type plan struct {
 
 type stepResult struct {
 	Task          string            `json:"task"`
-	Routable      bool              `json:"sdk_routes"`       // the SDK picker would send it here
-	ClientError   string            `json:"client_error"`     // the SDK would refuse it before sending
-	SentMeta      map[string]string `json:"sent_meta"`        // meta as sent (service filled)
-	Chunks        int               `json:"chunks_sent"`      //
+	Routable      bool              `json:"sdk_routes"`   // the SDK picker would send it here
+	ClientError   string            `json:"client_error"` // the SDK would refuse it before sending
+	SentMeta      map[string]string `json:"sent_meta"`    // meta as sent (service filled)
+	Chunks        int               `json:"chunks_sent"`  //
 	ChunkCorrIDs  []string          `json:"chunk_correlation_ids"`
 	Messages      int               `json:"messages_received"`
 	Mime          string            `json:"mime"`
@@ -89,7 +89,24 @@ func main() {
 	imageMime := flag.String("image-mime", "image/webp", "bench: the image's mime type")
 	concurrency := flag.Int("concurrency", 16, "bench: concurrent image streams")
 	total := flag.Int("total", 160, "bench: image requests in the throughput part")
+	all := flag.Bool("all", false, "multi-node mode: discover every node and send tasks to every node offering them")
+	expect := flag.Int("expect", 1, "with -all: keep discovering until this many nodes are found (or give up)")
+	rounds := flag.Int("rounds", 1, "with -all: requests per task and capable node")
+	tasks := flag.String("tasks", "semantic_text_embed,semantic_image_embed", "with -all: tasks to send")
 	flag.Parse()
+
+	if *all {
+		var imageData []byte
+		if *image != "" {
+			data, err := os.ReadFile(*image)
+			if err != nil {
+				fail("read image: %v", err)
+			}
+			imageData = data
+		}
+		runAll(*service, *iface, *expect, *rounds, strings.Split(*tasks, ","), imageData, *imageMime, *timeout)
+		return
+	}
 
 	if *mode == "bench" {
 		if *target == "" {
