@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.cluster.addresses import publishable_addresses, sort_for_dialing, zeroconf_interfaces
+from app.core.cluster.addresses import (
+    is_virtual_interface,
+    lan_first_addresses,
+    publishable_addresses,
+    sort_for_dialing,
+    zeroconf_interfaces,
+)
 from app.core.cluster.naming import (
     AUTO_NAME_BYTES,
     auto_instance_name,
@@ -110,6 +116,28 @@ def test_publishable_addresses_follow_the_bind_address() -> None:
     assert publishable_addresses("0.0.0.0", ["127.0.0.1", "169.254.3.4"]) == ["169.254.3.4"]
     assert publishable_addresses("0.0.0.0", ["127.0.0.1"]) == ["127.0.0.1"]
     assert publishable_addresses("0.0.0.0", []) == ["127.0.0.1"]
+
+
+def test_container_bridges_and_tunnels_are_not_published_next_to_a_lan_address() -> None:
+    adapters = [
+        ("lo", ["127.0.0.1", "::1"]),
+        ("docker0", ["172.17.0.1"]),
+        ("br-3f2a9c1d0e4b", ["172.18.0.1"]),
+        ("veth1a2b3c", ["fe80::1"]),
+        ("tailscale0", ["100.101.102.103"]),
+        ("vEthernet (WSL)", ["172.29.16.1"]),
+        ("eth0", ["192.168.1.20", "fe80::2"]),
+        ("bridge0", ["169.254.40.1"]),  # a Mac's Thunderbolt bridge is a real link
+    ]
+    found = lan_first_addresses(adapters)
+    assert found == ["192.168.1.20", "fe80::2", "169.254.40.1", "127.0.0.1", "::1"]
+    assert publishable_addresses("0.0.0.0", found) == ["192.168.1.20"]
+    # a machine whose only interface is virtual (a node inside a container, a veth namespace)
+    # still publishes it rather than loopback alone
+    only_virtual = lan_first_addresses([("lo", ["127.0.0.1"]), ("veth0", ["10.77.0.2"])])
+    assert publishable_addresses("0.0.0.0", only_virtual) == ["10.77.0.2"]
+    assert not is_virtual_interface("en0") and not is_virtual_interface("wlan0")
+    assert is_virtual_interface("virbr0") and is_virtual_interface("utun3") and is_virtual_interface("wg0")
 
 
 def test_interface_setting_and_dialing_order() -> None:

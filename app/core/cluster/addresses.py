@@ -6,7 +6,13 @@ accept is useless to a peer:
 * ``0.0.0.0`` → every IPv4 address of every interface (``ifaddr``), ``::`` → IPv4 and IPv6;
 * a specific IP → just that IP; another host name → every interface address;
 * loopback only when configured or when nothing else exists; IPv4 link-local only when nothing
-  routable exists; IPv6 link-local never (it needs a scope id no record carries).
+  routable exists; IPv6 link-local never (it needs a scope id no record carries);
+* addresses of virtual bridges and VPN tunnels (Docker's ``docker0``/``br-…``/``veth…``,
+  libvirt, VirtualBox, VMware, Hyper-V's ``vEthernet``, WireGuard, Tailscale, ZeroTier, macOS
+  ``utun``) only when no other interface has one: a LAN peer cannot reach them, and
+  the Go SDK dials the first address of a record, so ``172.17.0.1`` (which sorts before
+  ``192.168.…``) would send every Lumilio request to a dead end. (A macOS ``bridge0`` is kept:
+  it is the Thunderbolt bridge between Macs.)
 
 ``node.mdns.addresses`` replaces all of this with an explicit list.
 """
@@ -14,7 +20,8 @@ accept is useless to a peer:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 
 import ifaddr
 from zeroconf import InterfaceChoice, InterfacesType
@@ -22,15 +29,47 @@ from zeroconf import InterfaceChoice, InterfacesType
 AddressSource = Callable[[], list[str]]
 
 
+VIRTUAL_INTERFACE = re.compile(
+    r"^(docker|br-|veth|virbr|vnet|vmnet|vboxnet|lxcbr|lxdbr|cni|flannel|cali|podman|"
+    r"vethernet|utun|tun|tap|wg|tailscale|zt)",
+    re.IGNORECASE,
+)
+
+
+def is_virtual_interface(name: str) -> bool:
+    """A container bridge, VM network or VPN tunnel, by its interface name."""
+    return bool(VIRTUAL_INTERFACE.match(name.strip()))
+
+
+def lan_first_addresses(adapters: Iterable[tuple[str, Sequence[str]]]) -> list[str]:
+    """The addresses of ``(interface name, addresses)`` pairs, leaving out virtual interfaces'
+    addresses when any other non-loopback interface has one."""
+    physical: list[str] = []
+    virtual: list[str] = []
+    loopback: list[str] = []
+    for name, addresses in adapters:
+        for text in addresses:
+            try:
+                is_loopback = ipaddress.ip_address(text.split("%", 1)[0]).is_loopback
+            except ValueError:
+                continue
+            bucket = loopback if is_loopback else virtual if is_virtual_interface(name) else physical
+            bucket.append(text)
+    chosen = physical if physical else virtual
+    return list(dict.fromkeys(chosen + loopback))
+
+
 def interface_addresses() -> list[str]:
-    """Every IP address of every interface of this machine (blocking: run in an executor)."""
-    found: list[str] = []
+    """Every IP address of this machine's interfaces, virtual ones only when nothing else has
+    an address (blocking: run in an executor)."""
+    adapters = []
     for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            address = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
-            if address not in found:
-                found.append(address)
-    return found
+        name = adapter.nice_name or adapter.name
+        if isinstance(name, bytes):
+            name = name.decode(errors="replace")
+        ips = [ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip for ip in adapter.ips]
+        adapters.append((str(name), ips))
+    return lan_first_addresses(adapters)
 
 
 def publishable_addresses(
