@@ -25,7 +25,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -106,7 +106,7 @@ class ModelLease:
                 max_size=settings.batch_max_size,
                 max_wait_s=settings.batch_max_wait_ms / 1000.0,
                 semaphore=self._slot.semaphore,
-                run=self._manager.in_executor,
+                run=self._manager.executor_future,
                 spawn=self._manager.tasks.spawn,
                 name=f"{self._slot.key}:{key}",
                 callers=lambda slot=self._slot: slot.active,
@@ -125,7 +125,7 @@ class Batcher:
         max_size: int,
         max_wait_s: float,
         semaphore: asyncio.Semaphore,
-        run: Callable[..., Coroutine[Any, Any, Any]],
+        run: Callable[..., Awaitable[Any]],
         spawn: Callable[[str, Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         name: str,
         callers: Callable[[], int] = lambda: 1 << 30,
@@ -142,7 +142,6 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running_items = 0
-        self.batch_sizes: list[int] = []
 
     def _more_may_come(self) -> bool:
         """Whether a caller that has not submitted yet exists (e.g. still decoding its image):
@@ -150,6 +149,8 @@ class Batcher:
         return self._callers() - len(self._pending) - self._running_items > 0
 
     async def submit(self, item: Any) -> Any:
+        if self._alone():
+            return await self._run_alone(item)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((item, future, loop.time()))
@@ -157,6 +158,31 @@ class Batcher:
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = self._spawn(f"batch:{self._name}", self._dispatch())
         return await future
+
+    def _alone(self) -> bool:
+        """Nothing waits, no other caller is on its way and a slot is free: the batch would be
+        this item alone, taken at once; it runs without the dispatcher's two task hops."""
+        return (
+            not self._pending
+            and self._callers() - self._running_items <= 1
+            and not self._semaphore.locked()
+            and (self._dispatcher is None or self._dispatcher.done())
+        )
+
+    async def _run_alone(self, item: Any) -> Any:
+        await self._semaphore.acquire()
+        self._running_items += 1
+
+        def release(_: object) -> None:
+            self._running_items -= 1
+            self._semaphore.release()
+
+        work = asyncio.ensure_future(self._run(self._fn, [item]))
+        work.add_done_callback(release)  # a cancelled caller leaves the slot taken until the work ends
+        results = await asyncio.shield(work)
+        if len(results) != 1:
+            raise RuntimeError(f"batch function returned {len(results)} results for 1 item")
+        return results[0]
 
     async def _dispatch(self) -> None:
         try:
@@ -194,7 +220,6 @@ class Batcher:
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any], float]]) -> None:
         self._running_items += len(batch)
         try:
-            self.batch_sizes.append(len(batch))
             results = await self._run(self._fn, [item for item, _, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
@@ -286,7 +311,11 @@ class ModelManager:
         return self._infer_pool, self._prep_pool
 
     async def in_executor(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pools()[0], fn, *args)
+        return await self.executor_future(fn, *args)
+
+    def executor_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` submitted to the inference executor (no task wraps the future)."""
+        return asyncio.get_running_loop().run_in_executor(self._pools()[0], fn, *args)
 
     async def in_prep_executor(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pools()[1], fn, *args)

@@ -228,3 +228,59 @@ async def test_stop_lets_requests_in_progress_finish(tiny_clip, host_factory):
     await host.stop()
     assert (await running).data["dim"] == tiny_clip.dim
     assert recorder.of("vision")[0].closed
+
+
+async def test_a_lone_item_runs_at_once_and_a_cancelled_caller_keeps_its_slot_until_the_work_ends():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.lifecycle import Batcher
+
+    pool = ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+    semaphore = asyncio.Semaphore(1)
+    gate = threading.Event()
+    batches: list[list[int]] = []
+
+    def work(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        gate.wait(5)
+        return [i * 10 for i in items]
+
+    spawned: list[str] = []
+
+    def spawn(name, coro):
+        spawned.append(name)
+        return asyncio.ensure_future(coro)
+
+    batcher = Batcher(
+        work,
+        max_size=8,
+        max_wait_s=5.0,  # a lone item must not wait for it
+        semaphore=semaphore,
+        run=lambda fn, *args: loop.run_in_executor(pool, fn, *args),
+        spawn=spawn,
+        name="t",
+        callers=lambda: 1,
+    )
+    gate.set()
+    started = loop.time()
+    assert await batcher.submit(3) == 30
+    assert loop.time() - started < 2.0 and batches == [[3]] and spawned == []  # no dispatcher
+
+    gate.clear()
+    caller = asyncio.ensure_future(batcher.submit(4))
+    while len(batches) < 2:
+        await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert semaphore.locked()  # the executor still runs item 4: its slot is not given away
+    gate.set()
+    for _ in range(200):
+        if not semaphore.locked():
+            break
+        await asyncio.sleep(0.01)
+    assert not semaphore.locked()
+    assert await batcher.submit(5) == 50
+    pool.shutdown()
