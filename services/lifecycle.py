@@ -25,6 +25,7 @@ import gc
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -37,6 +38,8 @@ from services.service import LoadedModel, ModelUnavailable, Service
 from services.tasks import TaskTracker
 
 log = logging.getLogger(__name__)
+
+RECENT_BATCHES = 1024  # batch sizes a Batcher remembers (for benchmarks and diagnostics)
 
 T = TypeVar("T")
 FAILED_LOAD_RETRY_S = 10.0
@@ -142,6 +145,7 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running_items = 0
+        self.batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)  # diagnostics, bounded
 
     def _more_may_come(self) -> bool:
         """Whether a caller that has not submitted yet exists (e.g. still decoding its image):
@@ -172,6 +176,7 @@ class Batcher:
     async def _run_alone(self, item: Any) -> Any:
         await self._semaphore.acquire()
         self._running_items += 1
+        self.batch_sizes.append(1)
 
         def release(_: object) -> None:
             self._running_items -= 1
@@ -220,6 +225,7 @@ class Batcher:
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any], float]]) -> None:
         self._running_items += len(batch)
         try:
+            self.batch_sizes.append(len(batch))
             results = await self._run(self._fn, [item for item, _, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")

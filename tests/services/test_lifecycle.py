@@ -283,4 +283,5 @@ async def test_a_lone_item_runs_at_once_and_a_cancelled_caller_keeps_its_slot_un
         await asyncio.sleep(0.01)
     assert not semaphore.locked()
     assert await batcher.submit(5) == 50
+    assert list(batcher.batch_sizes) == [1, 1, 1]
     pool.shutdown()

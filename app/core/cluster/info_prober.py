@@ -24,13 +24,12 @@ from dataclasses import replace
 
 import grpc
 from google.protobuf import empty_pb2
+from grpc_health.v1 import health_pb2_grpc
 
 from app.core.cluster.prober import (
     HealthProber,
-    ProbeFailed,
     ProbeResult,
     ProbeTarget,
-    grpc_target,
 )
 from app.core.events import PeerService
 from proto.gen.home_native.v1 import ml_service_pb2 as hub_pb
@@ -82,44 +81,37 @@ class NodeInfoProber(HealthProber):
         super().__init__()
         self._no_node_api: dict[str, float] = {}  # channel key -> monotonic time of UNIMPLEMENTED
 
-    async def probe(self, target: ProbeTarget, timeout: float) -> ProbeResult:
-        if not target.addresses:
-            raise ProbeFailed("no address")
-        deadline = time.monotonic() + timeout
-        errors: list[str] = []
-        for address in target.addresses:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            key = grpc_target(address, target.port)
-            try:
-                rtt_ms, health = await self._check(target.node_id, key, remaining)
-            except ProbeFailed as exc:
-                errors.append(f"{key}: {exc}")
-                continue
-            channel = self._channels[key]
-            remaining = max(deadline - time.monotonic(), 0.05)
-            info, capabilities = await asyncio.gather(
-                self._node_info(channel, key, remaining), self._capabilities(channel, remaining)
-            )
-            if info is not None:
-                services = _services_from_info(info, capabilities)
-            else:
-                # every service TXT names or the capabilities list, by its health name
-                names = tuple(dict.fromkeys((*target.services, *_task_names(capabilities))))
-                asked = replace(target, services=names)
-                states = await self._service_states(health, asked, max(deadline - time.monotonic(), 0.05))
-                services = _services_from_health(states, capabilities)
-            return ProbeResult(
-                rtt_ms=rtt_ms,
-                address=address,
-                services=services,
-                accelerators=tuple(info.accelerators) if info is not None else None,
-                os=(info.os.lower() or None) if info is not None else None,
-                version=(info.version or None) if info is not None else None,
-                capabilities=capabilities,
-            )
-        raise ProbeFailed("; ".join(errors) or "timed out")
+    async def _answered(
+        self,
+        target: ProbeTarget,
+        address: str,
+        key: str,
+        rtt_ms: float,
+        stub: health_pb2_grpc.HealthStub,
+        deadline: float,
+    ) -> ProbeResult:
+        channel = self._channels[key]
+        remaining = max(deadline - time.monotonic(), 0.05)
+        info, capabilities = await asyncio.gather(
+            self._node_info(channel, key, remaining), self._capabilities(channel, remaining)
+        )
+        if info is not None:
+            services = _services_from_info(info, capabilities)
+        else:
+            # every service TXT names or the capabilities list, by its health name
+            names = tuple(dict.fromkeys((*target.services, *_task_names(capabilities))))
+            asked = replace(target, services=names)
+            states = await self._service_states(stub, asked, max(deadline - time.monotonic(), 0.05))
+            services = _services_from_health(states, capabilities)
+        return ProbeResult(
+            rtt_ms=rtt_ms,
+            address=address,
+            services=services,
+            accelerators=tuple(info.accelerators) if info is not None else None,
+            os=(info.os.lower() or None) if info is not None else None,
+            version=(info.version or None) if info is not None else None,
+            capabilities=capabilities,
+        )
 
     async def _node_info(
         self, channel: grpc.aio.Channel, key: str, timeout: float

@@ -98,9 +98,21 @@ class HealthProber:
             except ProbeFailed as exc:
                 errors.append(f"{key}: {exc}")
                 continue
-            services = await self._service_states(stub, target, max(deadline - time.monotonic(), 0.05))
-            return ProbeResult(rtt_ms=rtt_ms, address=address, services=services)
+            return await self._answered(target, address, key, rtt_ms, stub, deadline)
         raise ProbeFailed("; ".join(errors) or "timed out")
+
+    async def _answered(
+        self,
+        target: ProbeTarget,
+        address: str,
+        key: str,
+        rtt_ms: float,
+        stub: health_pb2_grpc.HealthStub,
+        deadline: float,
+    ) -> ProbeResult:
+        """The result once ``address`` answered the health check (``deadline``: monotonic)."""
+        services = await self._service_states(stub, target, max(deadline - time.monotonic(), 0.05))
+        return ProbeResult(rtt_ms=rtt_ms, address=address, services=services)
 
     async def _check(
         self, node_id: str, key: str, timeout: float
