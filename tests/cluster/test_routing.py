@@ -61,13 +61,21 @@ async def test_a_task_only_b_hosts_is_answered_through_a(nodes: list[Node], mdns
     assert host(a).services["ocr"].calls == []
 
 
-async def test_load_spreads_over_the_peers_offering_the_task(nodes: list[Node], mdns_type: str) -> None:
+async def a_with_two_clip_peers(
+    nodes: list[Node], mdns_type: str, *, delay_s: float
+) -> tuple[Node, Node, Node]:
+    """Node a hosting nothing, b and c hosting clip with ``delay_s`` per request, a routing to both."""
     a = await start_node(nodes, mdns_type, "a")
     b = await start_node(nodes, mdns_type, "b", ["clip"])
     c = await start_node(nodes, mdns_type, "c", ["clip"])
     for node in (b, c):
-        host(node).services["clip"].delay_s = 1.0
+        host(node).services["clip"].delay_s = delay_s
     await routable(a, peers=2)
+    return a, b, c
+
+
+async def test_load_spreads_over_the_peers_offering_the_task(nodes: list[Node], mdns_type: str) -> None:
+    a, b, c = await a_with_two_clip_peers(nodes, mdns_type, delay_s=1.0)
     async with client(a) as sdk:
         replies = await asyncio.gather(
             *(sdk.infer(TEXT_TASK, f"q{i}".encode(), "text/plain") for i in range(6))
@@ -79,12 +87,7 @@ async def test_load_spreads_over_the_peers_offering_the_task(nodes: list[Node], 
 
 
 async def test_stopping_the_serving_peer_mid_request_fails_over(nodes: list[Node], mdns_type: str) -> None:
-    a = await start_node(nodes, mdns_type, "a")
-    b = await start_node(nodes, mdns_type, "b", ["clip"])
-    c = await start_node(nodes, mdns_type, "c", ["clip"])
-    for node in (b, c):
-        host(node).services["clip"].delay_s = 1.5
-    await routable(a, peers=2)
+    a, b, c = await a_with_two_clip_peers(nodes, mdns_type, delay_s=1.5)
     async with client(a) as sdk:
         pending = asyncio.ensure_future(sdk.infer(TEXT_TASK, b"failover", "text/plain"))
         serving = await wait_for(
