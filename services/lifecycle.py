@@ -113,6 +113,7 @@ class ModelLease:
                 spawn=self._manager.tasks.spawn,
                 name=f"{self._slot.key}:{key}",
                 callers=lambda slot=self._slot: slot.active,
+                runs_at_once=self._manager.batch_runs_at_once(self._slot),
             )
             self._slot.batchers[key] = batcher
         return await batcher.submit(item)
@@ -132,8 +133,13 @@ class Batcher:
         spawn: Callable[[str, Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         name: str,
         callers: Callable[[], int] = lambda: 1 << 30,
+        runs_at_once: int = 0,
     ) -> None:
         self._fn = fn
+        # batches of this key running at once (0: only the model's limit); on a CPU runtime the
+        # threads of one run fill the CPUs, so a second batch of the same key would only slow
+        # both, while other keys (a text query beside an image batch) may still run
+        self._own = asyncio.Semaphore(runs_at_once) if runs_at_once > 0 else None
         self._callers = callers
         self._max_size = max(1, max_size)
         self._max_wait_s = max(0.0, max_wait_s)
@@ -170,17 +176,33 @@ class Batcher:
             not self._pending
             and self._callers() - self._running_items <= 1
             and not self._semaphore.locked()
+            and (self._own is None or not self._own.locked())
             and (self._dispatcher is None or self._dispatcher.done())
         )
 
+    async def _acquire(self) -> None:
+        if self._own is not None:
+            await self._own.acquire()
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            if self._own is not None:
+                self._own.release()
+            raise
+
+    def _release(self) -> None:
+        self._semaphore.release()
+        if self._own is not None:
+            self._own.release()
+
     async def _run_alone(self, item: Any) -> Any:
-        await self._semaphore.acquire()
+        await self._acquire()  # both are free (see _alone): no wait
         self._running_items += 1
         self.batch_sizes.append(1)
 
         def release(_: object) -> None:
             self._running_items -= 1
-            self._semaphore.release()
+            self._release()
 
         work = asyncio.ensure_future(self._run(self._fn, [item]))
         work.add_done_callback(release)  # a cancelled caller leaves the slot taken until the work ends
@@ -213,12 +235,12 @@ class Batcher:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            await self._semaphore.acquire()
+            await self._acquire()
             batch = self._pending[: self._max_size]
             del self._pending[: self._max_size]
             batch = [entry for entry in batch if not entry[1].done()]  # drop cancelled callers
             if not batch:
-                self._semaphore.release()
+                self._release()
                 continue
             self._spawn(f"batch-run:{self._name}", self._run_batch(batch))
 
@@ -241,7 +263,7 @@ class Batcher:
                     future.set_result(result)
         finally:
             self._running_items -= len(batch)
-            self._semaphore.release()
+            self._release()
 
 
 class ModelManager:
@@ -318,6 +340,16 @@ class ModelManager:
 
     async def in_executor(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.executor_future(fn, *args)
+
+    def batch_runs_at_once(self, slot: ModelSlot) -> int:
+        """Batches of one key that may run at once on ``slot``'s loaded model: on a CPU runtime
+        as many as its threads fit in the CPUs (1 on small machines), else only the model's
+        concurrency limit (0)."""
+        if not slot.runtime.endswith("-cpu"):
+            return 0
+        from services.runtimes.onnx import cpu_runs_at_once
+
+        return cpu_runs_at_once(self.settings.intra_op_threads)
 
     def executor_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(*args)`` submitted to the inference executor (no task wraps the future)."""

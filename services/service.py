@@ -177,6 +177,7 @@ class Service(ABC):
         return RuntimeOptions(
             execution_providers=tuple(self.settings.execution_providers),
             intra_op_threads=self.settings.intra_op_threads,
+            spin_wait=self.settings.spin_wait,
             torch_device=env.get("TORCH_DEVICE") or None,
             rknn_device=model.rknn_device,
             rknn_core_mask=env.get("RKNN_CORE_MASK", "auto") or "auto",

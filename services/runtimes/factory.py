@@ -23,6 +23,7 @@ class RuntimeOptions:
 
     execution_providers: tuple[str, ...] = ()  # onnxruntime; empty = automatic preference
     intra_op_threads: int = 0  # 0 = automatic
+    spin_wait: bool | None = None  # onnxruntime worker threads spin-wait; None = automatic
     torch_device: str | None = None  # None = CUDA, then MPS, then CPU
     rknn_device: str | None = None  # "rk3588" ...
     rknn_core_mask: str = "auto"
@@ -43,7 +44,10 @@ def open_session(
         from services.runtimes.onnx import OnnxSession
 
         return OnnxSession(
-            path, providers=options.execution_providers, intra_op_threads=options.intra_op_threads
+            path,
+            providers=options.execution_providers,
+            intra_op_threads=options.intra_op_threads,
+            spin_wait=options.spin_wait,
         )
     if runtime == "torch":
         from services.runtimes.torch import TorchSession

@@ -7,7 +7,10 @@ is logged and reported as :attr:`OnnxSession.runtime` (``onnxrt-cpu``, ``onnxrt-
 
 Threads (:func:`thread_plan`): intra-op threads = the configured number, else the CPUs this
 process may use (capped at 8); one inter-op thread; on small machines (4 CPUs or fewer) worker
-threads do not spin-wait, so an idle model does not burn the cores other work needs.
+threads do not spin-wait (config ``node.cpu_spin_wait`` overrides). Spin-waiting makes one
+model's runs faster (~5 % per image, more for batches, measured in bench/infer.py) but its
+threads then compete with the gRPC threads and other services for the few cores there are
+(the image throughput through gRPC drops from ~1.1 to ~0.9 of in-process on 2 CPUs).
 """
 
 from __future__ import annotations
@@ -100,11 +103,21 @@ class ThreadPlan:
     spinning: bool
 
 
-def thread_plan(intra_op_threads: int = 0, *, cpus: int | None = None) -> ThreadPlan:
-    """Thread settings for a session: see the module docstring."""
+def thread_plan(
+    intra_op_threads: int = 0, *, cpus: int | None = None, spin_wait: bool | None = None
+) -> ThreadPlan:
+    """Thread settings for a session: see the module docstring (``spin_wait`` None = automatic)."""
     cpus = cpus or usable_cpus()
     intra = intra_op_threads if intra_op_threads > 0 else min(cpus, MAX_AUTO_THREADS)
-    return ThreadPlan(intra_op=intra, inter_op=1, spinning=cpus > SMALL_MACHINE_CPUS)
+    spinning = cpus > SMALL_MACHINE_CPUS if spin_wait is None else spin_wait
+    return ThreadPlan(intra_op=intra, inter_op=1, spinning=spinning)
+
+
+def cpu_runs_at_once(intra_op_threads: int = 0, *, cpus: int | None = None) -> int:
+    """How many runs of one CPU model fit side by side without more threads than CPUs (two
+    batches of two threads each on a 2-CPU machine run slower than one batch after another)."""
+    cpus = cpus or usable_cpus()
+    return max(1, cpus // thread_plan(intra_op_threads, cpus=cpus).intra_op)
 
 
 class OnnxSession:
@@ -116,12 +129,13 @@ class OnnxSession:
         *,
         providers: Sequence[str] = (),
         intra_op_threads: int = 0,
+        spin_wait: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"ONNX model file not found: {path}")
-        plan = thread_plan(intra_op_threads)
+        plan = thread_plan(intra_op_threads, spin_wait=spin_wait)
         options = ort.SessionOptions()
         options.intra_op_num_threads = plan.intra_op
         options.inter_op_num_threads = plan.inter_op

@@ -110,6 +110,9 @@ def test_host_settings_from_node_section() -> None:
     assert settings.max_loaded_models == 2 and settings.max_concurrency_per_model == 3
     assert settings.execution_providers == ("CPUExecutionProvider",)
     assert settings.model_idle_ttl_s == 600.0
+    assert (settings.intra_op_threads, settings.spin_wait) == (0, None)  # automatic
+    tuned = parse("node: {cpu_threads: 2, cpu_spin_wait: true}").host_settings()
+    assert (tuned.intra_op_threads, tuned.spin_wait) == (2, True)
 
 
 def test_clip_listener_with_only_bioclip_models_serves_bioclip() -> None:

@@ -141,9 +141,37 @@ async def test_concurrency_per_model_is_limited(tiny_clip, host_factory):
         registry={"clip": recorder.factory(ClipService)},
         batch_max_size=1,
         max_concurrency_per_model=2,
+        intra_op_threads=1,  # one thread per run: two runs fit in the CPUs of any test machine
     )
     await asyncio.gather(*[host.infer(_image(i)) for i in range(8)])
     assert recorder.of("vision")[0].max_running == 2
+
+
+async def test_on_a_small_cpu_machine_image_batches_take_turns_and_text_runs_beside_them(
+    tiny_clip, host_factory, monkeypatch
+):
+    import services.runtimes.onnx as onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "usable_cpus", lambda: 2)  # 2 CPUs, 2 threads per run
+    recorder = SessionRecorder(delay_s=0.15)
+    host = host_factory(
+        [tiny_clip.service_spec()],
+        registry={"clip": recorder.factory(ClipService)},
+        batch_max_size=2,
+        max_concurrency_per_model=2,
+    )
+    await host.infer(_image())  # loaded on onnxrt-cpu
+    await host.infer(InferenceRequest("semantic_text_embed", b"warm"))
+    vision, text = recorder.of("vision")[0], recorder.of("text")[0]
+    vision.max_running = 0
+    images = asyncio.gather(*[host.infer(_image(i)) for i in range(6)])
+    while not vision.running:
+        await asyncio.sleep(0.005)
+    await host.infer(InferenceRequest("semantic_text_embed", b"a query while images run"))
+    assert vision.running  # the text query did not wait for the image batches to end
+    await images
+    assert vision.max_running == 1  # a second image batch would only have slowed the first
+    assert text.max_running == 1
 
 
 async def test_queue_bound_gives_overloaded(tiny_clip, host_factory):

@@ -10,7 +10,7 @@ import pytest
 
 from services.api import InferenceRequest, ServiceState, ServiceUnavailable
 from services.runtimes import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_runtime, open_session
-from services.runtimes.onnx import choose_providers, provider_label, thread_plan
+from services.runtimes.onnx import choose_providers, cpu_runs_at_once, provider_label, thread_plan
 from services.runtimes.rknn import BoardInfo, RknnSession, check_board
 from tests.support.tiny_models import image_bytes
 
@@ -50,6 +50,14 @@ def test_provider_preference_labels_and_threads():
     big = thread_plan(0, cpus=32)
     assert (big.intra_op, big.spinning) == (8, True)
     assert thread_plan(3, cpus=2).intra_op == 3
+    assert thread_plan(0, cpus=2, spin_wait=True).spinning  # node.cpu_spin_wait overrides
+    assert not thread_plan(0, cpus=32, spin_wait=False).spinning
+    # batches of one key side by side: as many as their threads fit in the CPUs
+    assert (cpu_runs_at_once(0, cpus=2), cpu_runs_at_once(1, cpus=4), cpu_runs_at_once(0, cpus=32)) == (
+        1,
+        4,
+        4,
+    )
     with pytest.raises(RuntimeUnavailable, match=r"CUDAExecutionProvider.*this onnxruntime offers"):
         choose_providers(["CUDAExecutionProvider"])
 

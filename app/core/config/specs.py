@@ -109,4 +109,6 @@ def to_host_settings(config: NodeConfig) -> HostSettings:
         batch_max_size=node.batch_max_size,
         batch_max_wait_ms=node.batch_max_wait_ms,
         execution_providers=tuple(node.execution_providers),
+        intra_op_threads=node.cpu_threads,
+        spin_wait=node.cpu_spin_wait,
     )
