@@ -113,6 +113,13 @@ async def service_concurrent(host: ServiceHost, images: list[bytes], streams: in
     return time.perf_counter() - started
 
 
+async def settle() -> None:
+    """A pause between measured phases: spin-waiting onnxruntime threads (the bare session's
+    default) keep a core busy for tens of milliseconds after their last run, which would be
+    charged to whichever phase runs next."""
+    await asyncio.sleep(0.3)
+
+
 async def wait_state(host: ServiceHost, state: ServiceState, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while host.statuses()[0].state is not state:
@@ -180,8 +187,11 @@ async def run(workdir: Path, quick: bool) -> None:
         chunk = images[(i * per_round) % count :][:per_round] or images[:per_round]
         times["bare"] += bare.seconds(chunk)
         for name, host in hosts.items():
+            await settle()
             times[f"single {name}"] += await service_single(host, chunk)
+            await settle()
             times[f"concurrent {name}"] += await service_concurrent(host, chunk, CONCURRENCY)
+        await settle()
     total = per_round * rounds
     rate = {mode: total / seconds for mode, seconds in times.items()}
     batches = list(hosts["default"].model_slots("clip")["default"].batchers["vision"].batch_sizes)
