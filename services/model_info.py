@@ -235,6 +235,20 @@ def _pick_precision(model: str, runtime: str, files: list[WeightFile], wanted: s
     return chosen
 
 
+def per_channel(value: Any) -> tuple[float, float, float] | None:
+    """A per-channel value as model configs write it (mean, std): one number for all three
+    channels or a list of three; None when it is neither."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),) * 3  # type: ignore[return-value]
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        return float(value[0]), float(value[1]), float(value[2])
+    return None
+
+
 def precision_rank(precision: str) -> int:
     """Position of ``precision`` in :data:`DEFAULT_PRECISION_ORDER` (unknown ones last)."""
     try:

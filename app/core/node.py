@@ -106,15 +106,6 @@ class NodeController(Protocol):
         """Queue the download of one configured model (None: every missing one)."""
         ...
 
-    async def downloads_follow_config(self) -> None:
-        """After a config change: rebuild the download manager (endpoints, owners, limits) when it
-        is idle; a manager busy downloading keeps its settings until its jobs end."""
-        if any(p.state.finished is False for p in self.downloads.snapshot()):
-            log.info("downloads in progress keep the old download settings")
-            return
-        old, self.downloads = self.downloads, self._new_download_manager()
-        await old.close()
-
     async def cancel_download(self, model: str) -> None: ...
 
     async def pause_download(self, model: str) -> None: ...

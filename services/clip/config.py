@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.clip.preprocess import OPENAI_MEAN, OPENAI_STD, ImagePreprocess, interpolation_name
-from services.model_info import ModelInfo
+from services.model_info import ModelInfo, per_channel
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -76,15 +76,10 @@ def _size(value: Any, where: str) -> tuple[int, int]:
 
 
 def _triple(value: Any, where: str) -> tuple[float, float, float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (float(value),) * 3  # type: ignore[return-value]
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 3
-        and all(isinstance(v, (int, float)) for v in value)
-    ):
-        return float(value[0]), float(value[1]), float(value[2])
-    raise ClipConfigError(f"{where} must be 3 numbers (got {value!r})")
+    triple = per_channel(value)
+    if triple is None:
+        raise ClipConfigError(f"{where} must be 3 numbers (got {value!r})")
+    return triple
 
 
 def _hub_task(info: ModelInfo, names: tuple[str, ...]) -> Mapping[str, Any]:

@@ -33,7 +33,7 @@ from services.component_files import (
     candidate_files,
     find_component,
 )
-from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info
+from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info, per_channel
 from services.ocr.dictionary import CharDictionary
 from services.ocr.params import OcrParams
 from services.ocr.pipeline import OcrPipeline, dictionary_from_session
@@ -255,14 +255,9 @@ def _dictionary(folder: Path, rec_cfg: Mapping[str, Any]) -> Path | None:
 
 
 def _triple(value: Any, path: str) -> tuple[float, float, float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (float(value),) * 3  # type: ignore[return-value]
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 3
-        and all(isinstance(v, (int, float)) for v in value)
-    ):
-        return tuple(float(v) for v in value)  # type: ignore[return-value]
+    triple = per_channel(value)
+    if triple is not None:
+        return triple
     raise ModelInfoError(
         f"must be a number or 3 numbers (got {value!r})", field_path=f"task_metadata.tasks.ocr.{path}"
     )

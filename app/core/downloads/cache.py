@@ -112,11 +112,7 @@ class ModelCache:
         record = (manifest or {}).get("files", {}).get(remote.path)
         if not isinstance(record, dict) or record.get("size") != remote.size:
             return None
-        path = self.model_dir(model) / safe_relpath(remote.path)
-        try:
-            if path.stat().st_size != remote.size:
-                return None
-        except OSError:
+        if not self._has_size(model, remote):
             return None
         sha = record.get("sha256")
         if remote.sha256:
@@ -131,18 +127,21 @@ class ModelCache:
             return sha
         return None
 
+    def _has_size(self, model: str, remote: RemoteFile) -> bool:
+        """Whether the cached copy of ``remote.path`` exists with ``remote``'s size."""
+        try:
+            return (self.model_dir(model) / safe_relpath(remote.path)).stat().st_size == remote.size
+        except OSError:
+            return False
+
     def adopt(self, model: str, remote: RemoteFile) -> str | None:
         """For a file in the cache without a record (copied by hand, an older node): hash it and
         return its SHA-256 if it matches ``remote``'s. Hashes the whole file."""
         if not remote.sha256:
             return None
-        path = self.model_dir(model) / safe_relpath(remote.path)
-        try:
-            if path.stat().st_size != remote.size:
-                return None
-        except OSError:
+        if not self._has_size(model, remote):
             return None
-        digest = file_sha256(path)
+        digest = file_sha256(self.model_dir(model) / safe_relpath(remote.path))
         return digest if digest == remote.sha256 else None
 
     def check(self, request: ModelRequest) -> CacheCheck:
