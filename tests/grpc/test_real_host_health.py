@@ -8,18 +8,17 @@ are SERVING; DOWNLOADING, FAILED, DISABLED and a preload still warming up are NO
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app.core.config import load_config
 from app.core.grpc.server import GrpcListener
 from app.core.node import Node
 from services.api import ServiceState
-from tests.support.real_node import RealModels, write_clip_folder, write_real_config
+from tests.support.real_node import started_real_nodes, write_clip_folder
 from tests.support.sdk_like_client import SdkLikeClient
 from tests.support.tiny_models import image_bytes
 
@@ -28,20 +27,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture
-async def real_node(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
-    nodes: list[Node] = []
-
-    async def factory(services: tuple[str, ...], **config: object) -> Node:
-        models = RealModels(tmp_path / "cache")
-        path = write_real_config(tmp_path / f"config{len(nodes)}.yaml", models, services, **config)  # type: ignore[arg-type]
-        node = Node.from_config(load_config(path), node_id=f"{len(nodes):032x}", config_path=path)
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield factory
-    for node in nodes:
-        await node.stop(grace=0.5)
+async def real_node(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    async with started_real_nodes(tmp_path) as start:
+        yield start
 
 
 def _target(node: Node) -> str:

@@ -8,38 +8,26 @@ Services come from tests/support/real_node.REAL_SERVICES (face and OCR on the re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.config import load_config
 from app.core.node import Node
 from services.api import InferenceRequest, ServiceState
 from tests.interop.probe import advertised, run_probe
-from tests.support.real_node import RealModels, write_real_config
+from tests.support.real_node import started_real_nodes
 from tests.support.tiny_models import image_bytes
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
-async def real_node(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
-    nodes: list[Node] = []
-
-    async def factory(services: tuple[str, ...], **config: object) -> Node:
-        models = RealModels(tmp_path / f"cache{len(nodes)}")
-        path = write_real_config(tmp_path / f"config{len(nodes)}.yaml", models, services, **config)  # type: ignore[arg-type]
-        node = Node.from_config(load_config(path), node_id=f"{len(nodes) + 7:032x}", config_path=path)
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield factory
-    for node in nodes:
-        await node.stop(grace=0.5)
+async def real_node(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    async with started_real_nodes(tmp_path, id_base=7) as start:
+        yield start
 
 
 async def test_the_go_client_gets_real_clip_and_bioclip_results(

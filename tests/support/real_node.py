@@ -14,11 +14,14 @@ its model folder under ``<cache>/models`` and returns the service's config block
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core.config import load_config
 from app.core.config.model import NodeConfig
+from app.core.node import Node
 from tests.support.tiny_models import TinyClip, write_bioclip_model, write_clip_model
 
 CLIP_LABELS = ("cat", "dog", "car", "tree", "beach")
@@ -127,3 +130,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def started_real_nodes(
+    root: Path, *, id_base: int = 0
+) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    """``start(services, **config)`` writes the real tiny models into a cache of their own and a
+    config under ``root``, starts a Node on it and returns it; every node is stopped at exit."""
+    nodes: list[Node] = []
+
+    async def start(services: tuple[str, ...], **config: object) -> Node:
+        n = len(nodes)
+        path = write_real_config(root / f"config{n}.yaml", RealModels(root / f"cache{n}"), services, **config)  # type: ignore[arg-type]
+        node = Node.from_config(load_config(path), node_id=f"{n + id_base:032x}", config_path=path)
+        nodes.append(node)
+        await node.start()
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            await node.stop(grace=0.5)
