@@ -17,7 +17,7 @@ from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from proto.gen.home_native.v1 import ml_service_pb2_grpc as pb_grpc
 from services.api import ServiceState, TaskSpec
 from tests.grpc.conftest import ALL, free_port, image_bytes, target
-from tests.support.fake_host import FakeHost
+from tests.support.fake_host import FakeHost, SlowStartHost
 from tests.support.sdk_like_client import CHUNK_BYTES, SdkLikeClient
 
 
@@ -325,16 +325,6 @@ async def test_a_node_without_services_has_no_capabilities_and_no_tasks(make_nod
     assert error.code() is grpc.StatusCode.NOT_FOUND and "hosts no services" in error.details()
 
 
-class _SlowStartHost(FakeHost):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.release = asyncio.Event()
-
-    async def start(self) -> None:
-        await self.release.wait()
-        await super().start()
-
-
 async def _all(stream) -> list[object]:
     return [item async for item in stream]
 
@@ -343,7 +333,7 @@ async def test_while_the_node_starts_capabilities_and_infer_are_unavailable(make
     # SDK fact: a capability fetch that fails with UNAVAILABLE is retried (1 s doubling to 8 s)
     # while the node stays pending, and its requests wait instead of failing here.
     port = free_port()
-    host = _SlowStartHost(("clip",))
+    host = SlowStartHost(("clip",))
     node = await make_node(host, start=False, port=port)
     starting = asyncio.ensure_future(node.start())
     try:

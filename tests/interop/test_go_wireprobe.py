@@ -16,7 +16,7 @@ from app import __version__
 from services.api import ServiceState
 from tests.grpc.conftest import ALL, free_port
 from tests.interop.probe import advertised, run_probe
-from tests.support.fake_host import FakeHost
+from tests.support.fake_host import FakeHost, SlowStartHost
 
 pytestmark = pytest.mark.interop
 
@@ -82,21 +82,11 @@ async def test_the_go_client_discovers_the_node_and_runs_every_sdk_task(
     assert summary["node_health"]["hard_failures"] == 0
 
 
-class _SlowStartHost(FakeHost):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.release = asyncio.Event()
-
-    async def start(self) -> None:
-        await self.release.wait()
-        await super().start()
-
-
 async def test_a_starting_node_is_retried_like_the_sdk_retries_it(
     wireprobe: Path, make_node, tmp_path: Path
 ) -> None:
     port = free_port()
-    host = _SlowStartHost(("clip",))
+    host = SlowStartHost(("clip",))
     node = await make_node(host, start=False, port=port)
     starting = asyncio.ensure_future(node.start())
     steps = [{"name": "text", "task": "semantic_text_embed", "text": "a cat", "mime": "text/plain"}]

@@ -229,3 +229,15 @@ class FakeHost:
         if spec.output_schema == "face_v1":
             return {"faces": [], "count": 0, "model_id": service.model_id}
         return {"items": [], "count": 0, "model_id": service.model_id}
+
+
+class SlowStartHost(FakeHost):
+    """A FakeHost whose ``start()`` waits until ``release`` is set (a node still starting)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.release.wait()
+        await super().start()
