@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli import EXIT_FAILURE, EXIT_OK
+from app.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,23 @@ def cmd_start(args: argparse.Namespace) -> int:
         print("Edit it, or run `lumen-hub init SERVICES --force` to choose services.", file=sys.stderr)
     try:
         cfg = load_config(config_path)
-        if args.port is not None:
-            cfg = cfg.with_main_port(args.port)
     except ConfigError as exc:
         print(f"lumen-hub start: {config_path} is not valid:\n{exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if args.port is not None:
+        try:
+            cfg.with_main_port(args.port)
+        except ConfigError as exc:
+            print(f"lumen-hub start: --port {args.port}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     level = "DEBUG" if getattr(args, "verbose", False) else cfg.node.log_level
     log_file = setup_logging(level, paths.log_dir())
     if log_file:
         log.info("logging to %s", log_file)
-    node = Node.from_config(cfg, node_id=load_or_create_node_id(paths.state_dir()), config_path=config_path)
+    node = Node.from_config(
+        cfg, node_id=load_or_create_node_id(paths.state_dir()), config_path=config_path, port=args.port
+    )
     headless = args.headless or not has_display() or not gui_available()
     try:
         if headless:

@@ -126,11 +126,14 @@ class Node:
         *,
         node_id: str,
         config_path: Path | None = None,
+        port: int | None = None,
         bus: EventBus | None = None,
         host: ServiceHostProtocol | None = None,
     ) -> None:
-        self.config = config
+        self.config = config if port is None else config.with_main_port(port)
         self.config_path = config_path
+        self.port_override = port  # `start --port`: applied again to every config re-read from the file
+        self.config_lock = asyncio.Lock()  # one config change (read, edit, save, apply) at a time
         self.bus = bus or EventBus()
         self.tasks = TaskTracker("node")
         self._lock = asyncio.Lock()
@@ -156,12 +159,14 @@ class Node:
         self._download_holds: dict[str, tuple[Any, str] | None] = {}
 
     @classmethod
-    def from_config(cls, config: Any, *, node_id: str, config_path: Path | None = None) -> Node:
+    def from_config(
+        cls, config: Any, *, node_id: str, config_path: Path | None = None, port: int | None = None
+    ) -> Node:
         """A node with its default parts: the service host for the config's services."""
         from services.host import ServiceHost
 
         host = ServiceHost(config.service_specs(), config.host_settings())
-        return cls(config, node_id=node_id, config_path=config_path, host=host)
+        return cls(config, node_id=node_id, config_path=config_path, port=port, host=host)
 
     # ---------------------------------------------------------------- controller interface
 

@@ -41,25 +41,31 @@ def _config_path(node: Node) -> Any:
 async def set_service_enabled(node: Node, service: str, enabled: bool) -> None:
     name = canonical_service(service)
     path = _config_path(node)
-    config = node.config
-    section = config.services.get(name)
-    if section is None:
-        if not enabled:
-            return  # not configured: already off
-        new = config.replace_at(
-            f"services.{name}",
-            {"enabled": True, "models": {"default": dict(DEFAULT_MODELS[name])}, "default_model": "default"},
-        )
-    else:
-        new = config.replace_at(f"services.{name}.enabled", enabled)
-    await asyncio.to_thread(save_config, new, path)
-    await apply_config(node, new)
+    async with node.config_lock:
+        # edit what the file says: environment overrides and `start --port` are not written back
+        written = await asyncio.to_thread(load_config, path, apply_overrides=False)
+        section = written.services.get(name)
+        if section is None:
+            if not enabled:
+                return  # not configured: already off
+            section = {"enabled": True, "models": {"default": dict(DEFAULT_MODELS[name])}}
+            edited = written.replace_at(f"services.{name}", {**section, "default_model": "default"})
+        else:
+            edited = written.replace_at(f"services.{name}.enabled", enabled)
+        await asyncio.to_thread(save_config, edited, path)
+        await apply_config(node, await _read(node, path))
 
 
 async def reload_config(node: Node) -> None:
     path = _config_path(node)
-    new = await asyncio.to_thread(load_config, path)  # ConfigError: the old config stays
-    await apply_config(node, new)
+    async with node.config_lock:
+        await apply_config(node, await _read(node, path))  # ConfigError: the old config stays
+
+
+async def _read(node: Node, path: Any) -> Any:
+    """The config the node runs: the file with environment overrides and ``start --port``."""
+    config = await asyncio.to_thread(load_config, path)
+    return config if node.port_override is None else config.with_main_port(node.port_override)
 
 
 async def apply_config(node: Node, new: Any) -> None:
@@ -82,5 +88,7 @@ async def apply_config(node: Node, new: Any) -> None:
     node.health_policy.warm_up(added_preloads)  # a newly enabled preload service warms up first
     await reconfigure(new.service_specs())
     await node.sync_health()
-    if new.downloads.auto_download and node.snapshot().state.value == "running":
+    from app.core.node import NodeState  # node.py imports this module
+
+    if new.downloads.auto_download and node.snapshot().state is NodeState.RUNNING:
         await node.start_download()  # the models of newly enabled services

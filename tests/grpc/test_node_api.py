@@ -108,6 +108,21 @@ async def test_enabling_a_service_saves_the_config_and_reconfigures_the_host(mak
     assert {s.name: s.state for s in info.services} == {"ocr": "ready", "clip": "disabled"}
 
 
+async def test_a_toggle_saves_only_the_change_and_concurrent_toggles_all_land(
+    make_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMEN_NODE__QUEUE_SIZE", "7")  # an environment override of this run only
+    node = await make_node(FakeHost(("clip",)), services=("clip",))
+    node.port_override = node.snapshot().port  # as `lumen-hub start --port N` sets it
+    before = yaml.safe_load(node.config_path.read_text())
+    await asyncio.gather(node.set_service_enabled("ocr", True), node.set_service_enabled("face", True))
+    saved = yaml.safe_load(node.config_path.read_text())
+    assert saved["services"]["ocr"]["enabled"] and saved["services"]["face"]["enabled"]  # neither lost
+    assert saved["node"]["queue_size"] == 64  # the default the file implies, not the override's 7
+    assert saved["node"]["port"] == before["node"]["port"] == 0  # not the --port of this run
+    assert node.config.node.queue_size == 7 and node.config.node.port == node.port_override  # still applied
+
+
 async def test_bad_control_arguments_are_clear_errors(make_node) -> None:
     node = await make_node(FakeHost(("clip",)))
     error = await _error(
