@@ -372,7 +372,7 @@ class ModelManager:
             slot.active -= 1
             slot.last_used = time.monotonic()
             if slot.active == 0 and slot.removed:
-                self.tasks.spawn(f"unload:{slot.key}", self.unload(slot))
+                self._unload_soon(slot)
             elif slot.active == 0:
                 self._schedule_idle(slot)
 
@@ -444,14 +444,28 @@ class ModelManager:
 
     async def unload(self, slot: ModelSlot) -> None:
         """Unload ``slot`` now (it must not be in use)."""
+        instance = self._detach(slot)
+        if instance is not None:
+            await self._close(slot, instance)
+
+    def _unload_soon(self, slot: ModelSlot) -> None:
+        """Unload an unused ``slot``: detached at once, in the same step that saw it unused (a
+        request arriving later loads it again instead of getting a model being closed)."""
+        instance = self._detach(slot)
+        if instance is not None:
+            self.tasks.spawn(f"unload:{slot.key}", self._close(slot, instance))
+
+    def _detach(self, slot: ModelSlot) -> LoadedModel | None:
         self._cancel_idle(slot)
         instance, slot.instance = slot.instance, None
         slot.batchers.clear()
         if slot.state is ServiceState.READY:
             self._set(slot, ServiceState.NOT_LOADED, "")
-        if instance is not None:
-            await self.in_executor(_close_and_release, instance)
-            log.info("unloaded %s", slot.key)
+        return instance
+
+    async def _close(self, slot: ModelSlot, instance: LoadedModel) -> None:
+        await self.in_executor(_close_and_release, instance)
+        log.info("unloaded %s", slot.key)
 
     # ------------------------------------------------------------------ idle TTL
 
@@ -471,7 +485,7 @@ class ModelManager:
         slot.idle_handle = None
         if slot.active == 0 and slot.state is ServiceState.READY:
             log.info("unloading %s after %.0fs idle", slot.key, self.settings.model_idle_ttl_s)
-            self.tasks.spawn(f"unload:{slot.key}", self.unload(slot))
+            self._unload_soon(slot)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -66,6 +66,23 @@ async def test_idle_ttl_unloads_and_frees_the_model(tiny_clip, host_factory):
     assert slot.loads == 2 and host.statuses()[0].state is ServiceState.READY
 
 
+async def test_a_request_arriving_as_the_idle_timer_fires_gets_a_live_model(tiny_clip, host_factory):
+    recorder = SessionRecorder(delay_s=0.05)
+    host = host_factory(
+        [tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)}, model_idle_ttl_s=600
+    )
+    await host.infer(_image())
+    slot = host.model_slots("clip")["default"]
+    first = recorder.of("vision")[0]
+    slot.idle_handle.cancel()
+    host._manager._idle_expired(slot)  # the timer fires ...
+    result = await host.infer(_image(1))  # ... and a request comes in the same loop step
+    assert result.data["dim"] > 0 and not first.running
+    assert slot.loads == 2 and slot.instance is not None and slot.state is ServiceState.READY
+    await asyncio.sleep(0.1)
+    assert first.closed and not recorder.of("vision")[1].closed
+
+
 async def test_ttl_zero_never_unloads(tiny_clip, host_factory):
     host = host_factory([tiny_clip.service_spec()], model_idle_ttl_s=0)
     await host.infer(_image())
