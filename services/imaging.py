@@ -91,6 +91,8 @@ def decode_image(
     when ``mime`` is :data:`RGB_TENSOR_MIME` or ``meta["input_format"]`` is ``rgb_tensor``."""
     meta = meta or {}
     base = mime.split(";", 1)[0].strip().lower()
+    if len(data) > limits.max_bytes:
+        raise InvalidInput(f"the image payload is {len(data)} bytes; at most {limits.max_bytes} are accepted")
     if base == RGB_TENSOR_MIME or meta.get("input_format", "").strip().lower() == "rgb_tensor":
         return _rgb_pixels(data, meta, limits)
     formats = supported_formats()
@@ -99,8 +101,6 @@ def decode_image(
         raise InvalidInput(f"payload mime {mime!r} is not an image; send one of: {allowed}")
     if not data:
         raise InvalidInput("the image payload is empty")
-    if len(data) > limits.max_bytes:
-        raise InvalidInput(f"the image payload is {len(data)} bytes; at most {limits.max_bytes} are accepted")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -124,11 +124,24 @@ def decode_image(
         try:
             image.load()
             image = ImageOps.exif_transpose(image) or image
-            return image if image.mode == "RGB" else image.convert("RGB")
+            return _to_rgb(image)
         except Image.DecompressionBombError as exc:
             raise InvalidInput(f"the image is too large: {exc}") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidInput(f"the {image.format or 'image'} data is truncated or corrupt: {exc}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with 16/32-bit grey (``I;16``, ``I``: 16-bit PNGs, scans) scaled to 8 bits — Pillow's
+    own conversion clips them, which turns most of a 16-bit photo white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0
+        image = Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def decode_rgb_array(

@@ -16,17 +16,19 @@ map to the submitted image (per-axis ratio), clip, order the corners TL, TR, BR,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from services.api import InferenceFailed
-from services.ocr.params import OcrParams
+from services.ocr.params import MAX_LIMIT_SIDE, OcrParams
 from services.ocr.quads import order_quad, rect_points, unclip_rect
 from services.runtimes.base import Session
 
 MULTIPLE = 32
+MAX_DET_PIXELS = 4096 * 4096  # detector input bound (a 200 MB float tensor), whatever the meta asks
 MAX_CANDIDATES = 1000
 
 
@@ -70,12 +72,16 @@ class TextDetector:
 
     @staticmethod
     def target_size(height: int, width: int, params: OcrParams) -> tuple[int, int]:
-        """``(h, w)`` of the detector input for an image of ``height × width``."""
+        """``(h, w)`` of the detector input for an image of ``height × width``: scaled per
+        ``limit_type``/``limit_side_len``, never above :data:`MAX_LIMIT_SIDE` per side or
+        :data:`MAX_DET_PIXELS` in all, in multiples of 32."""
         limit = params.limit_side_len
         if params.limit_type == "max":
             ratio = min(1.0, limit / max(height, width))
         else:
             ratio = limit / min(height, width) if min(height, width) < limit else 1.0
+        # "min" with a large limit would upscale without bound (a 20000×100 strip to 8192 px high)
+        ratio = min(ratio, MAX_LIMIT_SIDE / max(height, width), math.sqrt(MAX_DET_PIXELS / (height * width)))
         new_h = max(MULTIPLE, int(round(height * ratio / MULTIPLE)) * MULTIPLE)
         new_w = max(MULTIPLE, int(round(width * ratio / MULTIPLE)) * MULTIPLE)
         return new_h, new_w

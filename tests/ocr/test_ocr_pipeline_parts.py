@@ -58,6 +58,9 @@ def test_db_boxes_are_clipped_to_the_image():
         ((3000, 4000), OcrParams(), (704, 960)),  # long side capped at 960
         ((10, 10), OcrParams(), (32, 32)),
         ((220, 900), OcrParams(limit_type="min", limit_side_len=736), (736, 3008)),
+        # request meta cannot make the detector input unbounded
+        ((3000, 4000), OcrParams(limit_type="min", limit_side_len=8192), (3552, 4736)),
+        ((100, 20000), OcrParams(limit_type="min", limit_side_len=8192), (32, 8192)),
     ],
 )
 def test_detector_input_size(shape, params, want):

@@ -78,6 +78,19 @@ def test_payload_size_is_bounded():
     raw = image_bytes(32, 32, fmt="PNG")
     with pytest.raises(InvalidInput, match=f"{len(raw)} bytes; at most 100"):
         decode_image(raw, "image/png", ImageLimits(max_bytes=100))
+    pixels = bytes(6 * 9 * 3)  # raw RGB pixels are bounded the same way
+    with pytest.raises(InvalidInput, match="162 bytes; at most 100"):
+        decode_image(pixels, "application/x.rgb+uint8", ImageLimits(max_bytes=100), meta=_rgb_meta(9, 6))
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped():
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    out = io.BytesIO()
+    Image.fromarray(ramp).save(out, "PNG")  # a 16-bit greyscale PNG
+    decoded = np.asarray(decode_image(out.getvalue(), "image/png"))
+    assert decoded.shape == (8, 64, 3)
+    assert decoded[0, 0, 0] == 0 and decoded[0, -1, 0] == 255
+    assert abs(float(decoded.mean()) - 127.5) < 3  # Pillow's own convert gives ~254 here
 
 
 def _png_header_only(width: int, height: int) -> bytes:
