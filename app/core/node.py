@@ -16,7 +16,7 @@ import logging
 import platform
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -33,7 +33,7 @@ from app.core.grpc.inference import InferenceServicer, install_inference
 from app.core.grpc.node_api import NodeApiServicer, install_node_api
 from app.core.grpc.server import GrpcListener
 from app.core.tasks import TaskTracker
-from services.api import ServiceHostProtocol, ServiceState, ServiceStatus
+from services.api import ServiceHostProtocol, ServiceState, ServiceStatus, TaskNotFound
 
 # --- gRPC hub (issue 6) ------------------------------------------------------------------------
 # Service states whose per-service grpc.health.v1 name is SERVING (NOT_LOADED loads on first use).
@@ -80,6 +80,14 @@ class NodeSnapshot:
 class NodeStateChanged(NodeEvent):
     state: NodeState = NodeState.STOPPED
     topic: str = field(default="node", init=False)
+
+
+async def _step(name: str, work: Awaitable[None]) -> None:
+    """One step of stopping the node: a failure is logged, and the next step still runs."""
+    try:
+        await work
+    except Exception:
+        log.exception("stopping the node: the %s step failed", name)
 
 
 class NodeController(Protocol):
@@ -208,14 +216,17 @@ class Node:
             if self._snapshot.state in (NodeState.STOPPED, NodeState.STOPPING):
                 return
             self._set_state(NodeState.STOPPING)
-            await self._stop_cluster(timeout=min(grace, 1.5))  # --- cluster (issue 7): goodbye first
-            await self._stop_listeners(grace=grace)
-            await self.downloads.close(timeout=grace)  # partial files stay for resume
-            self.downloads = self._new_download_manager()
-            await self._stop_host()
-            await self.tasks.close(timeout=grace)
-            self._set_state(NodeState.STOPPED)
-            self._stopped.set()
+            try:
+                # each step runs even when one before it failed: a node always ends STOPPED
+                await _step("cluster", self._stop_cluster(timeout=min(grace, 1.5)))  # goodbye first
+                await _step("listeners", self._stop_listeners(grace=grace))
+                await _step("downloads", self.downloads.close(timeout=grace))  # partial files stay
+                self.downloads = self._new_download_manager()
+                await _step("service host", self._stop_host())
+                await _step("background tasks", self.tasks.close(timeout=grace))
+            finally:
+                self._set_state(NodeState.STOPPED)
+                self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -375,10 +386,13 @@ class Node:
                 configured = ", ".join(r.model for r in requests) or "none"
                 raise ValueError(f"{model!r} is not a model of an enabled service; configured: {configured}")
             requests = chosen
+        manager = self.downloads
         if not force:
-            requests = await self.downloads.missing(requests)
+            requests = await manager.missing(requests)
+        if manager is not self.downloads:
+            return  # the node stopped (or the settings changed) while the cache was checked
         for request in requests:
-            self.downloads.submit(request, force=force)
+            manager.submit(request, force=force)
 
     async def downloads_follow_config(self) -> None:
         """After a config change: rebuild the download manager (endpoints, owners, limits) when it
@@ -425,5 +439,9 @@ class Node:
         if self._download_holds.get(service) == hold:
             return
         self._download_holds[service] = hold
-        if self.host is not None:
+        if self.host is None:
+            return
+        try:
             self.host.hold(service, *hold) if hold else self.host.hold(service, None)
+        except TaskNotFound:
+            pass  # disabled while its model downloaded

@@ -152,3 +152,32 @@ async def test_a_name_taken_over_by_another_node_and_a_bounded_table() -> None:
         assert len(table.peers()) == MAX_PEERS
     finally:
         await tasks.close()
+
+
+async def test_an_unexpected_prober_error_is_one_failed_probe_not_the_end_of_probing() -> None:
+    class CrashingOnce(ScriptedProber):
+        crashed = False
+        calls = 0
+
+        async def probe(self, target: ProbeTarget, timeout: float) -> ProbeResult:
+            self.calls += target.node_id == "n1"
+            if self.calls == 3 and not self.crashed:  # a periodic probe, in the probe loop
+                self.crashed = True
+                raise RuntimeError("channel closed mid-probe")  # not a ProbeFailed
+            return await super().probe(target, timeout)
+
+    bus, prober = EventBus(), CrashingOnce()
+    table, tasks = _table(prober, bus, expiry_s=5.0)
+    table.start()
+    try:
+        table.upsert(record("n1"))
+        table.upsert(record("n2"))
+        await wait_for(lambda: prober.crashed, what="the crash")
+        prober.rtt = 3.0  # later periodic probes still run, for every peer
+        await wait_for(
+            lambda: all(table.get(n) and table.get(n).rtt_ms == 3.0 for n in ("n1", "n2")),
+            timeout=3,
+            what="probing goes on",
+        )
+    finally:
+        await tasks.close()

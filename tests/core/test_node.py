@@ -62,6 +62,26 @@ async def test_start_and_stop_are_idempotent_and_emit_state_events(tmp_path: Pat
     assert seen == [NodeState.STARTING, NodeState.RUNNING, NodeState.STOPPING, NodeState.STOPPED]
 
 
+async def test_a_failing_stop_step_still_stops_everything_else(tmp_path: Path) -> None:
+    from tests.support.fake_host import FakeHost
+
+    class BrokenStopHost(FakeHost):
+        async def stop(self, grace_s: float = 10.0) -> None:
+            raise RuntimeError("the host failed to stop")
+
+    port = free_port()
+    cfg = load_config(write_config(tmp_path / "config.yaml", port, tmp_path / "cache"))
+    node = Node(cfg, node_id="0" * 32, host=BrokenStopHost(("clip",)))
+    await node.start()
+    await node.stop()
+    assert node.snapshot().state is NodeState.STOPPED
+    with pytest.raises(grpc.aio.AioRpcError):  # the listener was closed before the host step
+        await _health(port)
+    await node.start()  # and it can start again
+    assert await _health(port) == health_pb2.HealthCheckResponse.SERVING
+    await node.stop()
+
+
 async def test_snapshot_is_immutable(tmp_path: Path) -> None:
     node = _node(tmp_path, free_port())
     snap = node.snapshot()

@@ -209,6 +209,10 @@ class PeerTable:
                 except (ProbeFailed, asyncio.TimeoutError) as exc:
                     self._probe_failed(peer, str(exc) or "timed out")
                     return
+                except Exception as exc:  # e.g. its channel closed by forget(): one failed probe
+                    log.debug("probing %s failed", peer.node_id, exc_info=True)
+                    self._probe_failed(peer, f"{type(exc).__name__}: {exc}")
+                    return
             self._probe_ok(peer, result)
         finally:
             peer.probing = False

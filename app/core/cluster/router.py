@@ -48,6 +48,7 @@ from app.core.tasks import TaskTracker
 from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from services.api import (
     CapabilityInfo,
+    InferenceFailed,
     InferenceRequest,
     ServiceState,
     ServiceUnavailable,
@@ -322,10 +323,7 @@ class Router:
             else:
                 call.cancel()  # no-op when it ended; cancels the peer's work when we were cancelled
         if not final:
-            raise RelayedStatus(
-                grpc.StatusCode.INTERNAL,
-                f"peer {peer.name} ended task {request.task!r} without a final result",
-            )
+            raise InferenceFailed(f"peer {peer.name} ended task {request.task!r} without a final result")
 
     def _let_finish(self, call: Any) -> None:
         """Keep a call whose final result was relayed until the peer's status arrives (a dropped
