@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import weakref
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -28,39 +28,69 @@ class NodeEvent:
 class EventBus:
     def __init__(self, queue_size: int = 1024) -> None:
         self._queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[Any]] = set()
+        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._closed = False
 
     def publish(self, event: object) -> None:
         """Deliver ``event`` to every subscriber. Never blocks; must run on the loop thread."""
-        for queue in list(self._subscribers):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        for subscription in list(self._subscribers):
+            subscription.deliver(event)
 
-    async def subscribe(self) -> AsyncIterator[Any]:
-        """Yield events published after this call until the bus closes."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
-        try:
-            while not self._closed:
-                event = await queue.get()
-                if event is _CLOSE:
-                    break
-                yield event
-        finally:
-            self._subscribers.discard(queue)
+    def subscribe(self) -> Subscription:
+        """An async iterator of the events published from this call on (not from its first
+        ``__anext__``), until the bus closes or the subscription is closed or dropped."""
+        subscription = Subscription(self, self._queue_size)
+        if self._closed:
+            subscription.close()
+        else:
+            self._subscribers.add(subscription)
+        return subscription
 
     def close(self) -> None:
         self._closed = True
-        for queue in list(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(_CLOSE)
+        for subscription in list(self._subscribers):
+            subscription.deliver(_CLOSE)
+
+    def _forget(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+
+class Subscription:
+    """One subscriber's bounded queue (the oldest event is dropped when it is full)."""
+
+    def __init__(self, bus: EventBus, queue_size: int) -> None:
+        self._bus = bus
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self._done = False
+
+    def deliver(self, event: object) -> None:
+        if self._queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+        self._queue.put_nowait(event)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event is _CLOSE:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._done = True
+        self._bus._forget(self)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 _CLOSE = object()

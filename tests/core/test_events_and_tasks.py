@@ -52,3 +52,19 @@ async def test_tracker_names_tasks_and_cancels_them_on_close() -> None:
     await tracker.close(timeout=1)
     assert task.cancelled()
     assert tracker.names == []
+
+
+async def test_a_subscription_starts_when_made_and_ends_when_closed_or_dropped() -> None:
+    import gc
+
+    bus = EventBus(queue_size=4)
+    stream = bus.subscribe()
+    bus.publish("before the first read")  # not lost: the subscription exists already
+    assert await stream.__anext__() == "before the first read"
+    stream.close()
+    assert bus.subscriber_count == 0
+    dropped = bus.subscribe()
+    assert bus.subscriber_count == 1
+    del dropped  # a consumer that walked away does not stay subscribed
+    gc.collect()
+    assert bus.subscriber_count == 0

@@ -8,7 +8,6 @@ have (downloads, until the download manager is wired in) answer FAILED_PRECONDIT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -143,18 +142,7 @@ class NodeApiServicer(pb_grpc.NodeServicer):
 
     async def WatchEvents(self, request: pb.WatchEventsRequest, context: Any) -> AsyncIterator[pb.Event]:
         topics = set(request.topics)
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        done = object()
-
-        async def pump() -> None:
-            try:
-                async for event in self.node.bus.subscribe():
-                    queue.put_nowait(event)
-            finally:
-                queue.put_nowait(done)
-
-        reader = asyncio.get_running_loop().create_task(pump(), name="node-api:watch-events")
-        await asyncio.sleep(0)  # the reader subscribes before the snapshot is taken: nothing is missed
+        events = self.node.bus.subscribe()  # subscribed before the snapshot: nothing is missed
         try:
             if request.initial_snapshot:
                 for event in snapshot_events(self.node):
@@ -162,17 +150,12 @@ class NodeApiServicer(pb_grpc.NodeServicer):
                     if message is not None and (not topics or message.topic in topics):
                         yield message
                 yield pb.Event(topic="snapshot", from_snapshot=True, snapshot_end=pb.SnapshotEnd())
-            while True:
-                event = await queue.get()
-                if event is done:
-                    return
+            async for event in events:  # bounded: a slow client loses the oldest events
                 message = event_message(event)
                 if message is not None and (not topics or message.topic in topics):
                     yield message
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            events.close()
 
     # ------------------------------------------------------------------ control
 
