@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from app.cli import EXIT_FAILURE, EXIT_OK, UsageError
 
 MiB = 1024 * 1024
-CHUNK_THRESHOLD = 1 * MiB
-CHUNK_BYTES = 256 * 1024
 DEFAULT_PORT = 50051
 
 
@@ -94,26 +92,6 @@ def detect_mime(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def request_messages(task: str, payload: bytes, mime: str, meta: dict[str, str]) -> Iterator[Any]:
-    from proto.gen.home_native.v1 import ml_service_pb2 as pb
-
-    if len(payload) <= CHUNK_THRESHOLD:
-        yield pb.InferRequest(task=task, payload=payload, payload_mime=mime, meta=meta)
-        return
-    total = -(-len(payload) // CHUNK_BYTES)
-    for seq in range(total):
-        yield pb.InferRequest(
-            correlation_id="",
-            task=task,
-            payload=payload[seq * CHUNK_BYTES : (seq + 1) * CHUNK_BYTES],
-            payload_mime=mime,
-            meta=meta,
-            seq=seq,
-            total=total,
-            offset=seq * CHUNK_BYTES,
-        )
-
-
 def _fail(command: str, exc: Any) -> int:
     code = exc.code().name if hasattr(exc, "code") else "ERROR"
     details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -125,6 +103,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import empty_pb2
 
+    from app.core.grpc.chunks import request_messages
     from proto.gen.home_native.v1 import ml_service_pb2_grpc as pb_grpc
 
     meta = parse_meta(args.meta)

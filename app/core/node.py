@@ -37,7 +37,6 @@ from services.api import ServiceHostProtocol, ServiceState, ServiceStatus, TaskN
 
 # --- gRPC hub (issue 6) ------------------------------------------------------------------------
 # Service states whose per-service grpc.health.v1 name is SERVING (NOT_LOADED loads on first use).
-SERVING_STATES = frozenset({ServiceState.READY, ServiceState.NOT_LOADED})
 # --- end gRPC hub ------------------------------------------------------------------------------
 
 log = logging.getLogger(__name__)
@@ -157,7 +156,7 @@ class Node:
         # --- gRPC hub (issue 6)
         self.host = host
         self.counters = RequestCounters()
-        self.health_policy = ServiceHealth(SERVING_STATES)  # per-service health (health_policy.py)
+        self.health_policy = ServiceHealth()  # per-service health (health_policy.py)
         self._views: list[HostView] = []
         if host is not None:
             host.add_status_listener(self._on_service_status)

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -42,10 +42,10 @@ from app.core.cluster.channels import PeerChannels
 from app.core.cluster.info_prober import SERVED_BY_EXTRA
 from app.core.cluster.peers import PeerTable
 from app.core.events import EventBus, PeerChange, PeerChanged, PeerInfo
+from app.core.grpc.chunks import request_messages
 from app.core.grpc.host_view import HostView
 from app.core.grpc.status_map import RelayedStatus
 from app.core.tasks import TaskTracker
-from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from services.api import (
     CapabilityInfo,
     InferenceFailed,
@@ -61,9 +61,6 @@ HOP_KEY = "lumen.hop"  # set on forwarded requests; such a request is never forw
 ORIGIN_KEY = "lumen.origin"  # the node id of the node that forwarded it
 SERVED_BY_KEY = "lumen.served_by"  # response meta: the node id of the peer that answered
 
-MiB = 1024 * 1024
-CHUNK_THRESHOLD = 1 * MiB  # what the Go SDK does: chunk payloads over 1 MiB ...
-CHUNK_BYTES = 256 * 1024  # ... into 256 KiB pieces
 MAX_COOLDOWN_S = 60.0
 FINISH_GRACE_S = 5.0  # after the final result, the peer's status may take this long
 
@@ -107,35 +104,6 @@ class _Cooldown:
 
 class _PeerDown(Exception):
     """The peer could not take the request (nothing was relayed): try the next one."""
-
-
-def request_messages(
-    request: InferenceRequest, correlation_id: str, meta: dict[str, str]
-) -> Iterator[pb.InferRequest]:
-    """The request as the Go SDK sends it: one message up to 1 MiB, else 256 KiB chunks."""
-    payload = request.payload
-    if len(payload) <= CHUNK_THRESHOLD:
-        yield pb.InferRequest(
-            correlation_id=correlation_id,
-            task=request.task,
-            payload=payload,
-            meta=meta,
-            payload_mime=request.mime,
-        )
-        return
-    total = -(-len(payload) // CHUNK_BYTES)
-    for seq in range(total):
-        offset = seq * CHUNK_BYTES
-        yield pb.InferRequest(
-            correlation_id=correlation_id,
-            task=request.task,
-            payload=payload[offset : offset + CHUNK_BYTES],
-            meta=meta,
-            payload_mime=request.mime,
-            seq=seq,
-            total=total,
-            offset=offset,
-        )
 
 
 class Router:
@@ -296,7 +264,8 @@ class Router:
         final = False
         try:
             try:
-                for message in request_messages(request, correlation_id, meta):
+                messages = request_messages(request.task, request.payload, request.mime, meta, correlation_id)
+                for message in messages:
                     await call.write(message)
                 await call.done_writing()
             except (asyncio.InvalidStateError, grpc.aio.AioRpcError):

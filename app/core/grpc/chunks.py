@@ -1,4 +1,5 @@
-"""Reassembly of one Infer stream's chunks into one request.
+"""Reassembly of one Infer stream's chunks into one request, and the sender side
+(:func:`request_messages`, used by the router and the CLI).
 
 The Go SDK sends payloads over 1 MiB as 256 KiB chunks with ``seq/total/offset``, identical
 task/meta/mime and usually an EMPTY ``correlation_id``; one stream is one logical request, so the
@@ -9,12 +10,40 @@ is spent on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from proto.gen.home_native.v1 import ml_service_pb2 as pb
 from services.api import InferenceRequest, InvalidInput
 
 MiB = 1024 * 1024
 KiB = 1024
+CHUNK_THRESHOLD = 1 * MiB  # what the Go SDK does: chunk payloads over 1 MiB ...
+CHUNK_BYTES = 256 * 1024  # ... into 256 KiB pieces
+
+
+def request_messages(
+    task: str, payload: bytes, mime: str, meta: Mapping[str, str], correlation_id: str = ""
+) -> Iterator[pb.InferRequest]:
+    """A request as the Go SDK sends it: one message up to 1 MiB, else 256 KiB chunks."""
+    if len(payload) <= CHUNK_THRESHOLD:
+        yield pb.InferRequest(
+            correlation_id=correlation_id, task=task, payload=payload, payload_mime=mime, meta=meta
+        )
+        return
+    total = -(-len(payload) // CHUNK_BYTES)
+    for seq in range(total):
+        offset = seq * CHUNK_BYTES
+        yield pb.InferRequest(
+            correlation_id=correlation_id,
+            task=task,
+            payload=payload[offset : offset + CHUNK_BYTES],
+            payload_mime=mime,
+            meta=meta,
+            seq=seq,
+            total=total,
+            offset=offset,
+        )
 
 
 @dataclass(frozen=True)
@@ -35,7 +64,6 @@ class ChunkAssembler:
 
     def __init__(self, limits: PayloadLimits | None = None) -> None:
         self.limits = limits or PayloadLimits()
-        self._first: object | None = None
         self._task = ""
         self._mime = ""
         self._meta: dict[str, str] = {}
@@ -49,10 +77,6 @@ class ChunkAssembler:
     @property
     def correlation_id(self) -> str:
         return self._correlation_id
-
-    @property
-    def complete(self) -> bool:
-        return self._complete
 
     def add(self, message: object) -> bool:
         """Take one ``InferRequest``; True when the request is complete. Raises InvalidInput."""

@@ -1,7 +1,7 @@
 """One grpc.aio listener: binds at once, serves ``grpc.health.v1``, stops gracefully.
 
-Other servicers (``home_native.v1.Inference``, ``lumen.node.v1``) are added through
-:meth:`GrpcListener.add_servicers` before :meth:`GrpcListener.start`.
+Other servicers (``home_native.v1.Inference``, ``lumen.node.v1``) are installed by the
+``installers`` given to the constructor.
 """
 
 from __future__ import annotations
@@ -72,11 +72,6 @@ class GrpcListener:
         self._options = list(options)
         self._server: grpc.aio.Server | None = None
         self.health = HealthServicer()
-
-    def add_servicers(self, installer: ServicerInstaller) -> None:
-        if self._server is not None:
-            raise RuntimeError("servicers must be added before start()")
-        self._installers.append(installer)
 
     @property
     def started(self) -> bool:
