@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.verbose and args.command != "start":  # start sets up its own console + file logging
+        from app.core.logging_setup import setup_logging
+
+        setup_logging("DEBUG")
     try:
         return int(func(args))
     except UsageError as exc:

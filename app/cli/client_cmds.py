@@ -66,7 +66,10 @@ def default_target(config: Path | None) -> str:
         try:
             port = load_config(path).main_port or DEFAULT_PORT
         except ConfigError:
-            pass
+            print(
+                f"lumen-hub: {path} is not valid (see `lumen-hub validate`); trying port {port}",
+                file=sys.stderr,
+            )
     return f"127.0.0.1:{port}"
 
 
@@ -92,10 +95,15 @@ def detect_mime(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def _fail(command: str, exc: Any) -> int:
+def _fail(command: str, exc: Any, target: str = "") -> int:
     code = exc.code().name if hasattr(exc, "code") else "ERROR"
     details = exc.details() if hasattr(exc, "details") else str(exc)
     print(f"lumen-hub {command}: {code}: {details}", file=sys.stderr)
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED") and target:
+        print(
+            f"Is a node running at {target}? Start one with `lumen-hub start`, or pass --target HOST:PORT.",
+            file=sys.stderr,
+        )
     return EXIT_FAILURE
 
 
@@ -133,7 +141,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
                 if response.is_final:
                     break
         except grpc.RpcError as exc:
-            return _fail("infer", exc)
+            return _fail("infer", exc, target)
     finals = [r for r in responses if r.is_final]
     if not finals:
         print(f"lumen-hub infer: the node at {target} sent no final result", file=sys.stderr)
@@ -213,7 +221,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         try:
             info = pb_grpc.NodeStub(channel).GetNodeInfo(pb.GetNodeInfoRequest(), timeout=10)
         except grpc.RpcError as exc:
-            return _fail("status", exc)
+            return _fail("status", exc, target)
     if args.json:
         print(json_format.MessageToJson(info, preserving_proto_field_name=True))
         return EXIT_OK

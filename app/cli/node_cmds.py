@@ -57,7 +57,15 @@ def cmd_start(args: argparse.Namespace) -> int:
             print("Create one with `lumen-hub init clip,face --config PATH`.", file=sys.stderr)
             return EXIT_FAILURE
         cfg = default_config(["clip"], region="other")
-        save_config(cfg, config_path)
+        try:
+            save_config(cfg, config_path)
+        except OSError as exc:
+            print(
+                f"lumen-hub start: cannot write a default config to {config_path}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            print("Pass --config PATH (or set LUMEN_CONFIG) to a writable location.", file=sys.stderr)
+            return EXIT_FAILURE
         print(f"No config found; wrote a default one (service: clip) to {config_path}", file=sys.stderr)
         print("Edit it, or run `lumen-hub init SERVICES --force` to choose services.", file=sys.stderr)
     try:
@@ -76,9 +84,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     log_file = setup_logging(level, paths.log_dir())
     if log_file:
         log.info("logging to %s", log_file)
-    node = Node.from_config(
-        cfg, node_id=load_or_create_node_id(paths.state_dir()), config_path=config_path, port=args.port
-    )
+    try:
+        node_id = load_or_create_node_id(paths.state_dir())
+    except OSError as exc:
+        print(
+            f"lumen-hub start: cannot keep the node id in {paths.state_dir()}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        print("Make that folder writable, or set XDG_STATE_HOME to a writable location.", file=sys.stderr)
+        return EXIT_FAILURE
+    node = Node.from_config(cfg, node_id=node_id, config_path=config_path, port=args.port)
     headless = args.headless or not has_display() or not gui_available()
     try:
         if headless:

@@ -23,6 +23,9 @@ def setup_logging(level: str | int = "INFO", log_dir: Path | None = None) -> Pat
     console.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
     console._lumen = True  # type: ignore[attr-defined]
     root.addHandler(console)
+    # grpc and zeroconf are chatty at DEBUG; keep them at INFO unless asked.
+    for noisy in ("grpc", "zeroconf", "asyncio", "urllib3", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.INFO))
     if log_dir is None:
         return None
     try:
@@ -37,7 +40,4 @@ def setup_logging(level: str | int = "INFO", log_dir: Path | None = None) -> Pat
     file_handler.setFormatter(logging.Formatter(FORMAT))
     file_handler._lumen = True  # type: ignore[attr-defined]
     root.addHandler(file_handler)
-    # grpc and zeroconf are chatty at DEBUG; keep them at INFO unless asked.
-    for noisy in ("grpc", "zeroconf", "asyncio", "urllib3", "httpx", "filelock"):
-        logging.getLogger(noisy).setLevel(max(root.level, logging.INFO))
     return path

@@ -91,6 +91,15 @@ async def test_infer_errors_exit_1_with_the_status_code(make_node, tmp_path: Pat
     assert code == 2 and "KEY=VALUE" in err
 
 
+async def test_no_node_at_the_target_says_how_to_start_one(tmp_path: Path) -> None:
+    from tests.support.real_node import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    code, _, err = await _cli("status", "--target", dead, home=tmp_path)
+    assert code == 1 and "UNAVAILABLE" in err
+    assert f"Is a node running at {dead}? Start one with `lumen-hub start`" in err
+
+
 async def test_status_prints_node_info_and_service_states(make_node, tmp_path: Path) -> None:
     host = FakeHost(("clip", "ocr"))
     host.set_state("ocr", ServiceState.DOWNLOADING, "fetching PP-OCRv5")
