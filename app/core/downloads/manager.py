@@ -37,6 +37,7 @@ from app.core.downloads.errors import (
     Paused,
     SelectionError,
     SourceError,
+    disk_error,
 )
 from app.core.downloads.progress import Meter, eta
 from app.core.downloads.selection import MODEL_INFO, ModelRequest, plan_files
@@ -299,6 +300,9 @@ class DownloadManager:
                 state = DownloadState.CANCELLED
             except DownloadError as exc:
                 state, error = DownloadState.FAILED, str(exc)
+            except OSError as exc:  # the disk, outside the transfers (which convert their own)
+                log.warning("download of %s hit a disk error", job.model, exc_info=True)
+                state, error = DownloadState.FAILED, str(disk_error(exc, self.cache.models_dir))
             except Exception as exc:  # a bug: report it instead of hanging the waiters
                 log.exception("download of %s crashed", job.model)
                 state, error = DownloadState.FAILED, f"internal error: {exc!r}"
@@ -504,10 +508,8 @@ class DownloadManager:
             await asyncio.wait(tasks, timeout=THREAD_STOP_WAIT_S)
             raise
         errors = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
-        for kind in (Cancelled, Paused, DownloadError, Aborted, Interrupted, Exception):
-            for exc in errors:
-                if isinstance(exc, kind):
-                    raise exc
+        if errors:
+            raise min(errors, key=_error_rank)
 
     async def _fetch_one(
         self, job: DownloadJob, source: Source, listing: RepoListing, remote: RemoteFile
@@ -617,6 +619,17 @@ class DownloadManager:
                 listener(event)
             except Exception:  # a broken listener must not break downloads
                 log.exception("download progress listener failed")
+
+
+def _error_rank(exc: BaseException) -> int:
+    """Which of the files' errors ends the job: a stop request, then the real failure, and only
+    then the Aborted of the siblings it stopped (they say nothing about what went wrong)."""
+    for rank, kind in enumerate((Cancelled, Paused, DownloadError)):
+        if isinstance(exc, kind):
+            return rank
+    if not isinstance(exc, Interrupted):
+        return 3  # an unexpected error: still more telling than Aborted
+    return 4 if isinstance(exc, Aborted) else 5
 
 
 def format_bytes(count: float) -> str:

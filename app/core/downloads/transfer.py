@@ -26,7 +26,7 @@ from app.core.downloads.errors import (
 )
 from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
 from app.core.downloads.sources.http import RangeRefused
-from app.core.downloads.staging import Staging
+from app.core.downloads.staging import Staging, writing
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,22 @@ def fetch_file(
     """Download ``remote`` into staging (resuming what is there), verify it, return its SHA-256.
 
     Raises VerificationError when it is still wrong after one full re-fetch, DownloadError after
-    the retries are spent, Interrupted subclasses when stopped."""
+    the retries are spent (NotEnoughSpace / DiskError when staging cannot be written),
+    Interrupted subclasses when stopped."""
+    with writing(staging.partial(remote.path)):
+        return _fetch(source, listing, remote, staging, control, policy, on_bytes, on_state)
+
+
+def _fetch(
+    source: Source,
+    listing: RepoListing,
+    remote: RemoteFile,
+    staging: Staging,
+    control: TransferControl,
+    policy: RetryPolicy,
+    on_bytes: ProgressFn,
+    on_state: StateFn,
+) -> str:
     rel = remote.path
     failures = 0
     refetched = False
