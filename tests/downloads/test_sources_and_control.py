@@ -182,6 +182,17 @@ async def test_not_enough_disk_space_is_refused_up_front(tmp_path, hf, ms):
     assert not config.model_dir(MODEL).exists()
 
 
+async def test_disk_space_is_not_checked_when_nothing_needs_downloading(tmp_path, hf):
+    hf.add_repo(HF_REPO, clip_repo())
+    assert (await run_download(make_config(tmp_path, hf=hf))).result.ok
+    free = shutil.disk_usage(tmp_path).free
+    config = make_config(tmp_path, hf=hf, keep_free_mb=free // 1_000_000 + 10)
+    hf.clear_log()
+    run = await run_download(config)
+    assert run.result.ok, run.result.error  # not "needs 0 B more"
+    assert run.result.bytes_fetched == 0 and hf.data_requests() == []
+
+
 # ------------------------------------------------------------------------------------ control
 
 

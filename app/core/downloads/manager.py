@@ -440,7 +440,8 @@ class DownloadManager:
             job.control.check()
         staging = self.cache.staging(job.model)
         needed = sum(r.size - staging.staged_bytes(r.path, r, source.name) for r in fetch)
-        self._check_space(job.model, staging.root, needed)
+        if needed > 0:  # nothing to write, nothing to check (keep_free_mb is about new bytes)
+            self._check_space(job.model, staging.root, needed)
         fetch.sort(key=lambda r: r.size, reverse=True)  # largest first: the shortest total time
         return _Plan(remotes=remotes, cached=cached, fetch=fetch, version=version)
 
