@@ -292,3 +292,51 @@ async def test_close_cancels_running_downloads_quickly(tmp_path, hf):
     assert loop.time() - started < 2.5  # the stalled socket read was interrupted
     assert (await job.wait()).state is DownloadState.CANCELLED
     assert manager.cache.staging(MODEL).partial(VISION).stat().st_size == 10_000
+
+
+async def test_force_leaves_the_files_of_a_download_holding_the_lock_alone(tmp_path, hf):
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    hf.inject(VISION, Fault(rate_bps=400_000))
+    config = make_config(tmp_path, hf=hf, max_parallel_files=1)
+    first = DownloadManager(config, progress_interval_s=0.02)  # another process, same cache
+    second = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(first)
+    try:
+        job = first.submit(requests_from_config(config)[0])
+        await watch.until(file_bytes_at_least(VISION, 30_000))
+        partial = first.cache.staging(MODEL).partial(VISION)
+        busy = await asyncio.wait_for(second.submit(requests_from_config(config)[0], force=True).wait(), 10)
+        assert busy.state is DownloadState.FAILED
+        assert "another lumen-hub process is downloading 'TestCLIP'" in busy.error
+        assert partial.stat().st_size >= 30_000, "--force must not wipe a download it could not lock"
+        result = await asyncio.wait_for(job.wait(), 20)
+    finally:
+        await second.close()
+        await first.close()
+    assert result.ok, result.error
+    assert cached(config)[VISION] == files[VISION]
+
+
+async def test_the_model_lock_is_taken_and_released_off_the_event_loop(tmp_path, hf, monkeypatch):
+    import threading
+
+    from app.core.downloads.staging import Staging
+
+    hf.add_repo(HF_REPO, clip_repo())
+    threads: list[str] = []
+    real_acquire, real_release = Staging.acquire, Staging.release
+
+    def acquire(self):
+        threads.append(threading.current_thread().name)
+        return real_acquire(self)
+
+    def release(fd):
+        threads.append(threading.current_thread().name)
+        real_release(fd)
+
+    monkeypatch.setattr(Staging, "acquire", acquire)
+    monkeypatch.setattr(Staging, "release", staticmethod(release))
+    run = await run_download(make_config(tmp_path, hf=hf))
+    assert run.result.ok, run.result.error
+    assert len(threads) == 2 and all(name.startswith("lumen-download") for name in threads), threads

@@ -42,6 +42,7 @@ from app.core.downloads.errors import (
 from app.core.downloads.progress import Meter, eta
 from app.core.downloads.selection import MODEL_INFO, ModelRequest, plan_files
 from app.core.downloads.sources import HttpClient, RemoteFile, RepoListing, Source, build_sources
+from app.core.downloads.staging import Staging
 from app.core.downloads.transfer import RetryPolicy, TransferControl, fetch_file, retrying
 from app.core.events import DownloadProgress, DownloadState, EventBus, FileProgress
 from app.core.tasks import TaskTracker
@@ -334,8 +335,7 @@ class DownloadManager:
         repo_slots, _ = self._slots()
         failures: list[str] = []
         index = 0
-        if job.force:
-            await self._in_thread(job, self.cache.staging(job.model).clear)
+        wipe = job.force
         while True:
             await job._resumed.wait()
             if job.cancelled:
@@ -344,7 +344,10 @@ class DownloadManager:
                 if job.paused:
                     continue
                 try:
-                    with self.cache.staging(job.model).lock():
+                    async with self._locked(job):
+                        if wipe:  # under the lock: never the files of another process's download
+                            await self._in_thread(job, self.cache.staging(job.model).clear)
+                            wipe = False
                         while index < len(self._sources):
                             source = self._sources[index]
                             try:
@@ -371,6 +374,38 @@ class DownloadManager:
                         job.meter.reset_speed()
                         self._set_state(job, DownloadState.PAUSED)
                     continue
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, job: DownloadJob) -> AsyncIterator[None]:
+        """Hold the model's staging lock; it is taken and given back in the pool (disk work)."""
+        staging = self.cache.staging(job.model)
+        taking = asyncio.get_running_loop().run_in_executor(self._pool(), staging.acquire)
+        try:
+            fd = await asyncio.shield(taking)
+        except asyncio.CancelledError:  # the thread may still get the lock: give it back then
+            taking.add_done_callback(partial(self._release_taken, staging))
+            raise
+        try:
+            yield
+        finally:
+            await self._release(staging, fd)
+
+    async def _release(self, staging: Staging, fd: int) -> None:
+        if self._executor is None:  # the pool is gone (closing): releasing is quick
+            staging.release(fd)
+            return
+        future = asyncio.get_running_loop().run_in_executor(self._executor, staging.release, fd)
+        await asyncio.shield(future)  # if this task is cancelled meanwhile, the thread still releases
+
+    def _release_taken(self, staging: Staging, taking: asyncio.Future[int]) -> None:
+        if taking.cancelled() or taking.exception() is not None:
+            return
+        try:
+            if self._executor is None:
+                raise RuntimeError("the pool is gone")
+            self._executor.submit(staging.release, taking.result())
+        except RuntimeError:  # closed meanwhile: releasing is quick
+            staging.release(taking.result())
 
     async def _run_from(self, job: DownloadJob, source: Source) -> None:
         if job.source is not source:  # a resume of the same source keeps its totals
