@@ -340,3 +340,30 @@ async def test_the_model_lock_is_taken_and_released_off_the_event_loop(tmp_path,
     run = await run_download(make_config(tmp_path, hf=hf))
     assert run.result.ok, run.result.error
     assert len(threads) == 2 and all(name.startswith("lumen-download") for name in threads), threads
+
+
+@pytest.mark.parametrize("hub_name", ["huggingface", "modelscope"])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_file_says_the_repository_is_gated_and_what_to_do(tmp_path, hf, ms, hub_name, status):
+    hub, repo = (hf, HF_REPO) if hub_name == "huggingface" else (ms, MS_REPO)
+    hub.add_repo(repo, clip_repo())
+    hub.inject(VISION, Fault(status=status, times=-1))
+    only = {"hf": hf} if hub_name == "huggingface" else {"ms": ms}
+    config = make_config(tmp_path, region="other" if hub_name == "huggingface" else "cn", **only)
+    run = await run_download(config)
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert f"refuses access to '{repo}/{VISION}' (HTTP {status}" in error, error
+    assert "gated or private" in error and "accept the licence" in error and "downloads.local_dir" in error
+    assert len(hub.data_requests(VISION)) == 1  # a refusal is not retried
+
+
+async def test_a_file_gated_on_one_hub_is_fetched_from_the_other(tmp_path, hf, ms):
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    ms.add_repo(MS_REPO, files)
+    hf.inject(VISION, Fault(status=403, times=-1))
+    config = make_config(tmp_path, hf=hf, ms=ms)
+    run = await run_download(config)
+    assert run.result.ok and run.result.source == "modelscope", run.result.error
+    assert cached(config)[VISION] == files[VISION]
