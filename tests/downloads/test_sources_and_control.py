@@ -367,3 +367,36 @@ async def test_a_file_gated_on_one_hub_is_fetched_from_the_other(tmp_path, hf, m
     run = await run_download(config)
     assert run.result.ok and run.result.source == "modelscope", run.result.error
     assert cached(config)[VISION] == files[VISION]
+
+
+async def test_a_pause_arriving_as_a_source_fails_is_kept(tmp_path, hf, ms):
+    import threading
+
+    files = clip_repo()
+    ms.add_repo(MS_REPO, files)  # Hugging Face has no such repository: it fails, ModelScope is next
+    config = make_config(tmp_path, hf=hf, ms=ms)
+    manager = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(manager)
+    loop = asyncio.get_running_loop()
+    hf_source = manager.sources[0]
+    real_list = hf_source.list_files
+
+    def list_files(model):  # the user pauses while Hugging Face is being asked
+        paused = threading.Event()
+        loop.call_soon_threadsafe(lambda: (manager.pause(MODEL), paused.set()))
+        assert paused.wait(5)
+        return real_list(model)
+
+    hf_source.list_files = list_files  # type: ignore[method-assign]
+    try:
+        job = manager.submit(requests_from_config(config)[0])
+        await watch.until(lambda e: repo_state(e, DownloadState.PAUSED), timeout=5)
+        await asyncio.sleep(0.3)
+        assert ms.log == [], "nothing is requested from the next source while paused"
+        assert job.state is DownloadState.PAUSED
+        manager.resume(MODEL)
+        result = await asyncio.wait_for(job.wait(), 20)
+    finally:
+        await manager.close()
+    assert result.ok and result.source == "modelscope", result.error
+    assert cached(config)[VISION] == files[VISION]

@@ -363,6 +363,8 @@ class DownloadManager:
                                 log.warning("%s: %s failed (%s)", job.model, source.label, exc)
                                 job.control.clear()
                                 index += 1
+                                if job.paused:  # a pause that arrived as the source failed
+                                    raise Paused() from None
                         if not failures:
                             raise DownloadError("no download source is configured")
                         if len(failures) == 1:
