@@ -400,3 +400,29 @@ async def test_a_pause_arriving_as_a_source_fails_is_kept(tmp_path, hf, ms):
         await manager.close()
     assert result.ok and result.source == "modelscope", result.error
     assert cached(config)[VISION] == files[VISION]
+
+
+async def test_close_while_verifying_ends_the_job_cancelled(tmp_path, hf):
+    import threading
+
+    hf.add_repo(HF_REPO, clip_repo())
+    config = make_config(tmp_path, hf=hf)
+    manager = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(manager)
+    gate = threading.Event()
+
+    def slow_commit(*args, **kwargs):  # moving verified files into the cache takes a while
+        gate.wait(10)
+
+    manager.cache.commit = slow_commit  # type: ignore[method-assign]
+    try:
+        job = manager.submit(requests_from_config(config)[0])
+        await watch.until(lambda e: repo_state(e, DownloadState.VERIFYING))
+        await manager.close(timeout=3)
+        result = await asyncio.wait_for(job.wait(), 5)  # the waiter does not hang
+    finally:
+        gate.set()
+    assert result.state is DownloadState.CANCELLED
+    final = [e for e in watch.events if repo_state(e, e.state)][-1]
+    assert final.state is DownloadState.CANCELLED  # type: ignore[attr-defined]
+    assert not config.model_dir(MODEL).exists()

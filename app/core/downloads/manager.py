@@ -294,9 +294,9 @@ class DownloadManager:
             try:
                 state = await self._run_job(job)
             except asyncio.CancelledError:
-                if not job.cancelled:
+                if not (job.cancelled or self._closed):
                     raise
-                state = DownloadState.CANCELLED
+                state = DownloadState.CANCELLED  # close() also stops a job cancel() leaves alone
             except Cancelled:
                 state = DownloadState.CANCELLED
             except DownloadError as exc:
