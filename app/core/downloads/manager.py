@@ -678,8 +678,4 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def describe_sources(sources: Iterable[Source]) -> str:
-    return ", ".join(f"{s.label} ({s.location})" for s in sources)
-
-
-__all__ = ["DownloadJob", "DownloadManager", "DownloadResult", "describe_sources", "format_bytes"]
+__all__ = ["DownloadJob", "DownloadManager", "DownloadResult", "format_bytes"]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
+from app.core.downloads.cache import HASH_CHUNK
 from app.core.downloads.errors import (
     Aborted,
     Cancelled,
@@ -34,7 +35,6 @@ T = TypeVar("T")
 CHUNK = 1024 * 1024
 WRITEBACK_BYTES = 16 * 1024 * 1024
 _FADVISE = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
-HASH_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
