@@ -274,11 +274,18 @@ def load_model_info(path: Path) -> ModelInfo:
     source = str(path)
     try:
         size = path.stat().st_size
+        if size > MAX_MODEL_INFO_BYTES:
+            raise ModelInfoError(
+                f"file is {size} bytes; at most {MAX_MODEL_INFO_BYTES} allowed", source=source
+            )
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ModelInfoError("file not found", source=source) from None
-    if size > MAX_MODEL_INFO_BYTES:
-        raise ModelInfoError(f"file is {size} bytes; at most {MAX_MODEL_INFO_BYTES} allowed", source=source)
-    return parse_model_info_bytes(path.read_bytes(), source=source)
+    except OSError as exc:
+        raise ModelInfoError(
+            f"cannot read it ({exc.strerror or exc}); it must be a readable file", source=source
+        ) from exc
+    return parse_model_info_bytes(raw, source=source)
 
 
 def parse_model_info_bytes(raw: bytes, *, source: str = "model_info.json") -> ModelInfo:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from app.core.downloads.staging import Staging
@@ -208,3 +211,84 @@ async def test_early_writeback_keeps_the_bytes_right(tmp_path, hf, monkeypatch):
     assert advised and all(n >= 32 * 1024 for _, n in advised)
     assert any(start >= 100_000 for start, _ in advised)  # also after the resume
     assert cached(make_config(tmp_path, hf=hf))[VISION] == files[VISION]
+
+
+def _failing_writes(monkeypatch, path: str, error: OSError) -> None:
+    """Make writing the staged copy of ``path`` fail with ``error`` (a full or broken disk)."""
+    from app.core.downloads import transfer
+
+    real = transfer._copy
+
+    def copy(stream, out, remote, *args, **kwargs):
+        if remote.path == path:
+            raise error
+        return real(stream, out, remote, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "_copy", copy)
+
+
+async def test_a_full_disk_while_writing_says_so_and_tries_no_other_source(tmp_path, hf, ms, monkeypatch):
+    hf.add_repo(HF_REPO, clip_repo())
+    ms.add_repo(MS_REPO, clip_repo())
+    _failing_writes(monkeypatch, VISION, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    config = make_config(tmp_path, hf=hf, ms=ms)
+    run = await run_download(config)
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert "internal error" not in error and "Aborted" not in error
+    assert error.startswith("not enough disk space to write "), error
+    assert VISION + ".partial" in error and "metadata.cache_dir" in error and "free up space" in error
+    assert ms.log == []  # another source would not help
+    assert not config.model_dir(MODEL).exists()
+
+
+async def test_another_disk_error_while_writing_names_the_file_and_the_reason(tmp_path, hf, monkeypatch):
+    hf.add_repo(HF_REPO, clip_repo())
+    _failing_writes(monkeypatch, VISION, OSError(errno.EIO, os.strerror(errno.EIO)))
+    run = await run_download(make_config(tmp_path, hf=hf))
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert error.startswith("cannot write "), error
+    assert VISION + ".partial" in error and os.strerror(errno.EIO) in error
+    assert "check that metadata.cache_dir is writable" in error
+
+
+async def test_an_unwritable_staging_folder_is_a_clear_error(tmp_path, hf):
+    hf.add_repo(HF_REPO, clip_repo())
+    config = make_config(tmp_path, hf=hf)
+    models = config.model_dir(MODEL).parent
+    models.mkdir(parents=True)
+    (models / ".staging").write_text("not a folder")  # the lock file cannot be created under it
+    run = await run_download(config)
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert error.startswith("cannot write ") and ".staging" in error, error
+    assert "check that metadata.cache_dir is writable" in error
+
+
+async def test_a_read_error_in_the_local_folder_falls_back_to_the_hub(tmp_path, hf, monkeypatch):
+    from app.core.downloads.sources import local
+
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    folder = tmp_path / "usb" / MODEL
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+
+    class FailingDisk:  # the USB stick's reads fail
+        def __init__(self, handle):
+            self.close = handle.close
+
+        def read(self, size):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    real_init = local._FileStream.__init__
+    monkeypatch.setattr(
+        local._FileStream, "__init__", lambda self, handle, *a: real_init(self, FailingDisk(handle), *a)
+    )
+    config = make_config(tmp_path, hf=hf, local_dir=str(tmp_path / "usb"))
+    run = await run_download(config)
+    assert run.result.ok, run.result.error
+    assert run.result.source == "huggingface"
+    assert cached(config)[VISION] == files[VISION]

@@ -182,6 +182,17 @@ async def test_not_enough_disk_space_is_refused_up_front(tmp_path, hf, ms):
     assert not config.model_dir(MODEL).exists()
 
 
+async def test_disk_space_is_not_checked_when_nothing_needs_downloading(tmp_path, hf):
+    hf.add_repo(HF_REPO, clip_repo())
+    assert (await run_download(make_config(tmp_path, hf=hf))).result.ok
+    free = shutil.disk_usage(tmp_path).free
+    config = make_config(tmp_path, hf=hf, keep_free_mb=free // 1_000_000 + 10)
+    hf.clear_log()
+    run = await run_download(config)
+    assert run.result.ok, run.result.error  # not "needs 0 B more"
+    assert run.result.bytes_fetched == 0 and hf.data_requests() == []
+
+
 # ------------------------------------------------------------------------------------ control
 
 
@@ -281,3 +292,137 @@ async def test_close_cancels_running_downloads_quickly(tmp_path, hf):
     assert loop.time() - started < 2.5  # the stalled socket read was interrupted
     assert (await job.wait()).state is DownloadState.CANCELLED
     assert manager.cache.staging(MODEL).partial(VISION).stat().st_size == 10_000
+
+
+async def test_force_leaves_the_files_of_a_download_holding_the_lock_alone(tmp_path, hf):
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    hf.inject(VISION, Fault(rate_bps=400_000))
+    config = make_config(tmp_path, hf=hf, max_parallel_files=1)
+    first = DownloadManager(config, progress_interval_s=0.02)  # another process, same cache
+    second = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(first)
+    try:
+        job = first.submit(requests_from_config(config)[0])
+        await watch.until(file_bytes_at_least(VISION, 30_000))
+        partial = first.cache.staging(MODEL).partial(VISION)
+        busy = await asyncio.wait_for(second.submit(requests_from_config(config)[0], force=True).wait(), 10)
+        assert busy.state is DownloadState.FAILED
+        assert "another lumen-hub process is downloading 'TestCLIP'" in busy.error
+        assert partial.stat().st_size >= 30_000, "--force must not wipe a download it could not lock"
+        result = await asyncio.wait_for(job.wait(), 20)
+    finally:
+        await second.close()
+        await first.close()
+    assert result.ok, result.error
+    assert cached(config)[VISION] == files[VISION]
+
+
+async def test_the_model_lock_is_taken_and_released_off_the_event_loop(tmp_path, hf, monkeypatch):
+    import threading
+
+    from app.core.downloads.staging import Staging
+
+    hf.add_repo(HF_REPO, clip_repo())
+    threads: list[str] = []
+    real_acquire, real_release = Staging.acquire, Staging.release
+
+    def acquire(self):
+        threads.append(threading.current_thread().name)
+        return real_acquire(self)
+
+    def release(fd):
+        threads.append(threading.current_thread().name)
+        real_release(fd)
+
+    monkeypatch.setattr(Staging, "acquire", acquire)
+    monkeypatch.setattr(Staging, "release", staticmethod(release))
+    run = await run_download(make_config(tmp_path, hf=hf))
+    assert run.result.ok, run.result.error
+    assert len(threads) == 2 and all(name.startswith("lumen-download") for name in threads), threads
+
+
+@pytest.mark.parametrize("hub_name", ["huggingface", "modelscope"])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_file_says_the_repository_is_gated_and_what_to_do(tmp_path, hf, ms, hub_name, status):
+    hub, repo = (hf, HF_REPO) if hub_name == "huggingface" else (ms, MS_REPO)
+    hub.add_repo(repo, clip_repo())
+    hub.inject(VISION, Fault(status=status, times=-1))
+    only = {"hf": hf} if hub_name == "huggingface" else {"ms": ms}
+    config = make_config(tmp_path, region="other" if hub_name == "huggingface" else "cn", **only)
+    run = await run_download(config)
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert f"refuses access to '{repo}/{VISION}' (HTTP {status}" in error, error
+    assert "gated or private" in error and "accept the licence" in error and "downloads.local_dir" in error
+    assert len(hub.data_requests(VISION)) == 1  # a refusal is not retried
+
+
+async def test_a_file_gated_on_one_hub_is_fetched_from_the_other(tmp_path, hf, ms):
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    ms.add_repo(MS_REPO, files)
+    hf.inject(VISION, Fault(status=403, times=-1))
+    config = make_config(tmp_path, hf=hf, ms=ms)
+    run = await run_download(config)
+    assert run.result.ok and run.result.source == "modelscope", run.result.error
+    assert cached(config)[VISION] == files[VISION]
+
+
+async def test_a_pause_arriving_as_a_source_fails_is_kept(tmp_path, hf, ms):
+    import threading
+
+    files = clip_repo()
+    ms.add_repo(MS_REPO, files)  # Hugging Face has no such repository: it fails, ModelScope is next
+    config = make_config(tmp_path, hf=hf, ms=ms)
+    manager = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(manager)
+    loop = asyncio.get_running_loop()
+    hf_source = manager.sources[0]
+    real_list = hf_source.list_files
+
+    def list_files(model):  # the user pauses while Hugging Face is being asked
+        paused = threading.Event()
+        loop.call_soon_threadsafe(lambda: (manager.pause(MODEL), paused.set()))
+        assert paused.wait(5)
+        return real_list(model)
+
+    hf_source.list_files = list_files  # type: ignore[method-assign]
+    try:
+        job = manager.submit(requests_from_config(config)[0])
+        await watch.until(lambda e: repo_state(e, DownloadState.PAUSED), timeout=5)
+        await asyncio.sleep(0.3)
+        assert ms.log == [], "nothing is requested from the next source while paused"
+        assert job.state is DownloadState.PAUSED
+        manager.resume(MODEL)
+        result = await asyncio.wait_for(job.wait(), 20)
+    finally:
+        await manager.close()
+    assert result.ok and result.source == "modelscope", result.error
+    assert cached(config)[VISION] == files[VISION]
+
+
+async def test_close_while_verifying_ends_the_job_cancelled(tmp_path, hf):
+    import threading
+
+    hf.add_repo(HF_REPO, clip_repo())
+    config = make_config(tmp_path, hf=hf)
+    manager = DownloadManager(config, progress_interval_s=0.02)
+    watch = Watcher(manager)
+    gate = threading.Event()
+
+    def slow_commit(*args, **kwargs):  # moving verified files into the cache takes a while
+        gate.wait(10)
+
+    manager.cache.commit = slow_commit  # type: ignore[method-assign]
+    try:
+        job = manager.submit(requests_from_config(config)[0])
+        await watch.until(lambda e: repo_state(e, DownloadState.VERIFYING))
+        await manager.close(timeout=3)
+        result = await asyncio.wait_for(job.wait(), 5)  # the waiter does not hang
+    finally:
+        gate.set()
+    assert result.state is DownloadState.CANCELLED
+    final = [e for e in watch.events if repo_state(e, e.state)][-1]
+    assert final.state is DownloadState.CANCELLED  # type: ignore[attr-defined]
+    assert not config.model_dir(MODEL).exists()

@@ -167,6 +167,15 @@ def test_bad_json_and_files(tmp_path):
     assert load_model_info(tmp_path).name == "MobileCLIP-L-14"
 
 
+def test_an_unreadable_model_info_names_the_file_and_the_reason(tmp_path):
+    (tmp_path / "model_info.json").mkdir()  # a folder where the file should be
+    with pytest.raises(ModelInfoError) as info:
+        load_model_info(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'model_info.json'}: cannot read it (")
+    assert "Is a directory" in message and "readable file" in message
+
+
 def test_unknown_keys_are_ignored():
     data = {**HUB_DIALECT, "future_key": {"x": 1}}
     assert parse_model_info(data).name == "siglip2-base-patch16-224"

@@ -7,6 +7,11 @@ a pause, a cancel or a sibling's failure reaching a transfer thread.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
 
 class DownloadError(Exception):
     """A model download failed. ``fallback`` False means another source would not help."""
@@ -32,6 +37,25 @@ class VerificationError(DownloadError):
 
 class NotEnoughSpace(DownloadError):
     fallback = False
+
+
+class DiskError(DownloadError):
+    """Staging or the cache cannot be written (permissions, read-only or failing disk)."""
+
+    fallback = False
+
+
+def disk_error(exc: OSError, path: Path | str) -> DownloadError:
+    """The download error for ``exc``, raised while writing ``path`` (or the file it names):
+    :class:`NotEnoughSpace` for a full disk or quota, :class:`DiskError` otherwise."""
+    where = exc.filename or path
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NotEnoughSpace(
+            f"not enough disk space to write {where} ({reason}); free up space on that disk "
+            "or move metadata.cache_dir (downloads.keep_free_mb keeps a margin free)"
+        )
+    return DiskError(f"cannot write {where} ({reason}); check that metadata.cache_dir is writable")
 
 
 class DownloadBusy(DownloadError):

@@ -37,10 +37,12 @@ from app.core.downloads.errors import (
     Paused,
     SelectionError,
     SourceError,
+    disk_error,
 )
 from app.core.downloads.progress import Meter, eta
 from app.core.downloads.selection import MODEL_INFO, ModelRequest, plan_files
 from app.core.downloads.sources import HttpClient, RemoteFile, RepoListing, Source, build_sources
+from app.core.downloads.staging import Staging
 from app.core.downloads.transfer import RetryPolicy, TransferControl, fetch_file, retrying
 from app.core.events import DownloadProgress, DownloadState, EventBus, FileProgress
 from app.core.tasks import TaskTracker
@@ -292,13 +294,16 @@ class DownloadManager:
             try:
                 state = await self._run_job(job)
             except asyncio.CancelledError:
-                if not job.cancelled:
+                if not (job.cancelled or self._closed):
                     raise
-                state = DownloadState.CANCELLED
+                state = DownloadState.CANCELLED  # close() also stops a job cancel() leaves alone
             except Cancelled:
                 state = DownloadState.CANCELLED
             except DownloadError as exc:
                 state, error = DownloadState.FAILED, str(exc)
+            except OSError as exc:  # the disk, outside the transfers (which convert their own)
+                log.warning("download of %s hit a disk error", job.model, exc_info=True)
+                state, error = DownloadState.FAILED, str(disk_error(exc, self.cache.models_dir))
             except Exception as exc:  # a bug: report it instead of hanging the waiters
                 log.exception("download of %s crashed", job.model)
                 state, error = DownloadState.FAILED, f"internal error: {exc!r}"
@@ -330,8 +335,7 @@ class DownloadManager:
         repo_slots, _ = self._slots()
         failures: list[str] = []
         index = 0
-        if job.force:
-            await self._in_thread(job, self.cache.staging(job.model).clear)
+        wipe = job.force
         while True:
             await job._resumed.wait()
             if job.cancelled:
@@ -340,7 +344,10 @@ class DownloadManager:
                 if job.paused:
                     continue
                 try:
-                    with self.cache.staging(job.model).lock():
+                    async with self._locked(job):
+                        if wipe:  # under the lock: never the files of another process's download
+                            await self._in_thread(job, self.cache.staging(job.model).clear)
+                            wipe = False
                         while index < len(self._sources):
                             source = self._sources[index]
                             try:
@@ -356,6 +363,8 @@ class DownloadManager:
                                 log.warning("%s: %s failed (%s)", job.model, source.label, exc)
                                 job.control.clear()
                                 index += 1
+                                if job.paused:  # a pause that arrived as the source failed
+                                    raise Paused() from None
                         if not failures:
                             raise DownloadError("no download source is configured")
                         if len(failures) == 1:
@@ -367,6 +376,38 @@ class DownloadManager:
                         job.meter.reset_speed()
                         self._set_state(job, DownloadState.PAUSED)
                     continue
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, job: DownloadJob) -> AsyncIterator[None]:
+        """Hold the model's staging lock; it is taken and given back in the pool (disk work)."""
+        staging = self.cache.staging(job.model)
+        taking = asyncio.get_running_loop().run_in_executor(self._pool(), staging.acquire)
+        try:
+            fd = await asyncio.shield(taking)
+        except asyncio.CancelledError:  # the thread may still get the lock: give it back then
+            taking.add_done_callback(partial(self._release_taken, staging))
+            raise
+        try:
+            yield
+        finally:
+            await self._release(staging, fd)
+
+    async def _release(self, staging: Staging, fd: int) -> None:
+        if self._executor is None:  # the pool is gone (closing): releasing is quick
+            staging.release(fd)
+            return
+        future = asyncio.get_running_loop().run_in_executor(self._executor, staging.release, fd)
+        await asyncio.shield(future)  # if this task is cancelled meanwhile, the thread still releases
+
+    def _release_taken(self, staging: Staging, taking: asyncio.Future[int]) -> None:
+        if taking.cancelled() or taking.exception() is not None:
+            return
+        try:
+            if self._executor is None:
+                raise RuntimeError("the pool is gone")
+            self._executor.submit(staging.release, taking.result())
+        except RuntimeError:  # closed meanwhile: releasing is quick
+            staging.release(taking.result())
 
     async def _run_from(self, job: DownloadJob, source: Source) -> None:
         if job.source is not source:  # a resume of the same source keeps its totals
@@ -436,7 +477,8 @@ class DownloadManager:
             job.control.check()
         staging = self.cache.staging(job.model)
         needed = sum(r.size - staging.staged_bytes(r.path, r, source.name) for r in fetch)
-        self._check_space(job.model, staging.root, needed)
+        if needed > 0:  # nothing to write, nothing to check (keep_free_mb is about new bytes)
+            self._check_space(job.model, staging.root, needed)
         fetch.sort(key=lambda r: r.size, reverse=True)  # largest first: the shortest total time
         return _Plan(remotes=remotes, cached=cached, fetch=fetch, version=version)
 
@@ -504,10 +546,8 @@ class DownloadManager:
             await asyncio.wait(tasks, timeout=THREAD_STOP_WAIT_S)
             raise
         errors = [t.result() for t in tasks if not t.cancelled() and t.result() is not None]
-        for kind in (Cancelled, Paused, DownloadError, Aborted, Interrupted, Exception):
-            for exc in errors:
-                if isinstance(exc, kind):
-                    raise exc
+        if errors:
+            raise min(errors, key=_error_rank)
 
     async def _fetch_one(
         self, job: DownloadJob, source: Source, listing: RepoListing, remote: RemoteFile
@@ -619,6 +659,17 @@ class DownloadManager:
                 log.exception("download progress listener failed")
 
 
+def _error_rank(exc: BaseException) -> int:
+    """Which of the files' errors ends the job: a stop request, then the real failure, and only
+    then the Aborted of the siblings it stopped (they say nothing about what went wrong)."""
+    for rank, kind in enumerate((Cancelled, Paused, DownloadError)):
+        if isinstance(exc, kind):
+            return rank
+    if not isinstance(exc, Interrupted):
+        return 3  # an unexpected error: still more telling than Aborted
+    return 4 if isinstance(exc, Aborted) else 5
+
+
 def format_bytes(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(count) < 1000 or unit == "GB":
@@ -627,8 +678,4 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def describe_sources(sources: Iterable[Source]) -> str:
-    return ", ".join(f"{s.label} ({s.location})" for s in sources)
-
-
-__all__ = ["DownloadJob", "DownloadManager", "DownloadResult", "describe_sources", "format_bytes"]
+__all__ = ["DownloadJob", "DownloadManager", "DownloadResult", "format_bytes"]

@@ -54,9 +54,6 @@ class Meter:
                     self._state[path] = DownloadState.QUEUED
                 self._dirty.add(path)
 
-    def known(self, path: str) -> bool:
-        return path in self._size
-
     def update(self, path: str, on_disk: int, *, transferred: bool) -> None:
         with self._lock:
             if path not in self._size:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.core.downloads.errors import DownloadBusy
+from app.core.downloads.errors import DownloadBusy, disk_error
 from app.core.downloads.sources.base import RemoteFile
 
 STAGING_DIR = ".staging"
@@ -142,22 +142,45 @@ class Staging:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the model's download lock; :class:`DownloadBusy` if another process has it."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self.acquire()
         try:
-            try:
-                _lock(fd)
-            except OSError:
-                raise DownloadBusy(
-                    f"another lumen-hub process is downloading {self.root.name!r} "
-                    f"(lock {self.lock_path}); wait for it or stop it"
-                ) from None
-            try:
-                yield
-            finally:
-                _unlock(fd)
+            yield
+        finally:
+            self.release(fd)
+
+    def acquire(self) -> int:
+        """Take the model's download lock (blocking disk work: call it from a worker thread).
+        Returns the descriptor to pass to :meth:`release`. :class:`DownloadBusy` if another
+        process has it; :class:`NotEnoughSpace` / :class:`DiskError` if it cannot be created."""
+        with writing(self.lock_path):
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd)
+        except OSError:
+            os.close(fd)
+            raise DownloadBusy(
+                f"another lumen-hub process is downloading {self.root.name!r} "
+                f"(lock {self.lock_path}); wait for it or stop it"
+            ) from None
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        """Give back a lock taken by :meth:`acquire`."""
+        try:
+            _unlock(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into the download error that says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        raise disk_error(exc, path) from exc
 
 
 def prune_empty(folder: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
+from app.core.downloads.cache import HASH_CHUNK
 from app.core.downloads.errors import (
     Aborted,
     Cancelled,
@@ -26,7 +27,7 @@ from app.core.downloads.errors import (
 )
 from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
 from app.core.downloads.sources.http import RangeRefused
-from app.core.downloads.staging import Staging
+from app.core.downloads.staging import Staging, writing
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ T = TypeVar("T")
 CHUNK = 1024 * 1024
 WRITEBACK_BYTES = 16 * 1024 * 1024
 _FADVISE = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
-HASH_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,22 @@ def fetch_file(
     """Download ``remote`` into staging (resuming what is there), verify it, return its SHA-256.
 
     Raises VerificationError when it is still wrong after one full re-fetch, DownloadError after
-    the retries are spent, Interrupted subclasses when stopped."""
+    the retries are spent (NotEnoughSpace / DiskError when staging cannot be written),
+    Interrupted subclasses when stopped."""
+    with writing(staging.partial(remote.path)):
+        return _fetch(source, listing, remote, staging, control, policy, on_bytes, on_state)
+
+
+def _fetch(
+    source: Source,
+    listing: RepoListing,
+    remote: RemoteFile,
+    staging: Staging,
+    control: TransferControl,
+    policy: RetryPolicy,
+    on_bytes: ProgressFn,
+    on_state: StateFn,
+) -> str:
     rel = remote.path
     failures = 0
     refetched = False

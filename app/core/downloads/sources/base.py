@@ -11,8 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from app.core.downloads.errors import RepoNotFound, SourceError
+
 if TYPE_CHECKING:
-    from app.core.downloads.sources.http import HttpClient
+    from app.core.downloads.sources.http import HttpClient, HttpStatusError
+
+GATED_ADVICE = (
+    "the node downloads public repositories only (it has no access tokens): accept the licence "
+    "on the hub and copy the files into downloads.local_dir, or use a mirror (downloads.endpoints)"
+)
 
 
 @dataclass(frozen=True)
@@ -102,3 +109,22 @@ class HubSource(Source):
 
     def repo_id(self, model: str) -> str:
         return f"{self._owner}/{model}"
+
+    def _refused(self, exc: HttpStatusError, repo: str, *, code: str = "") -> RepoNotFound:
+        """The hub refuses ``repo`` (HTTP 401/403): gated or private. Another source may have it."""
+        return RepoNotFound(
+            f"{self.label} ({self._endpoint}) refuses access to {repo!r} "
+            f"(HTTP {exc.status}, {code or 'forbidden'}): it is gated or private; {GATED_ADVICE}"
+        )
+
+    def _file_error(
+        self, exc: HttpStatusError, listing: RepoListing, file: RemoteFile, what: str
+    ) -> Exception:
+        """The error for a file download the hub answered ``exc`` to (it listed the file)."""
+        if exc.status in (401, 403):
+            return self._refused(
+                exc, f"{listing.repo_id}/{file.path}", code=exc.headers.get("x-error-code", "")
+            )
+        if exc.status == 404:
+            return SourceError(f"{what}: the repository lists the file but the server answers 404 ({exc})")
+        return exc

@@ -70,18 +70,12 @@ class HuggingFaceSource(HubSource):
         try:
             return self._http.open_range(url, what=what, size=file.size, offset=offset)
         except HttpStatusError as exc:
-            if exc.status == 404:
-                raise SourceError(f"{what}: the repository lists the file but {url} answers 404") from exc
-            raise
+            raise self._file_error(exc, listing, file, what) from exc
 
     def _not_found(self, exc: HttpStatusError, repo: str) -> Exception:
         code = exc.headers.get("x-error-code", "")
         if code == "GatedRepo" or (exc.status == 403 and code != "RepoNotFound"):
-            return RepoNotFound(
-                f"Hugging Face ({self._endpoint}) refuses access to {repo!r} "
-                f"(HTTP {exc.status}, {code or 'forbidden'}): it is gated or private, and the node "
-                "downloads public repositories only"
-            )
+            return self._refused(exc, repo, code=code)
         if exc.status == 404 or code in ("RepoNotFound", "RevisionNotFound") or exc.status == 401:
             what = "revision " + repr(self._revision) + " of " if code == "RevisionNotFound" else ""
             return RepoNotFound(

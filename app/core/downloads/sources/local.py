@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from app.core.downloads.errors import RepoNotFound, SourceError
 from app.core.downloads.sources.base import ByteStream, RemoteFile, RepoListing, Source
@@ -54,25 +55,41 @@ class LocalSource(Source):
         try:
             handle = path.open("rb")
         except OSError as exc:
-            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        size = os.fstat(handle.fileno()).st_size
-        if size != file.size:
+            raise _read_error(path, exc) from exc
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size != file.size:
+                raise SourceError(f"{path} changed while downloading ({size} bytes, listed {file.size})")
+            handle.seek(offset)
+        except BaseException as exc:
             handle.close()
-            raise SourceError(f"{path} changed while downloading ({size} bytes, listed {file.size})")
-        handle.seek(offset)
-        return _FileStream(handle, offset)
+            if isinstance(exc, OSError):
+                raise _read_error(path, exc) from exc
+            raise
+        return _FileStream(handle, offset, path)
+
+
+def _read_error(path: Path, exc: OSError) -> SourceError:
+    """A read failure of the local folder: the next source is tried."""
+    return SourceError(
+        f"cannot read {path}: {exc.strerror or exc}; check the disk or share behind downloads.local_dir"
+    )
 
 
 class _FileStream:
-    def __init__(self, handle: object, start: int) -> None:
+    def __init__(self, handle: BinaryIO, start: int, path: Path) -> None:
         self._handle = handle
+        self._path = path
         self.start = start
 
     def read(self, size: int) -> bytes:
-        return self._handle.read(size)  # type: ignore[attr-defined]
+        try:
+            return self._handle.read(size)
+        except OSError as exc:
+            raise _read_error(self._path, exc) from exc
 
     def close(self) -> None:
-        self._handle.close()  # type: ignore[attr-defined]
+        self._handle.close()
 
     def abort(self) -> None:
         pass  # local reads never block for long

@@ -77,11 +77,7 @@ class ModelScopeSource(HubSource):
         try:
             return self._http.open_range(url, what=what, size=file.size, offset=offset)
         except HttpStatusError as exc:
-            if exc.status == 404:
-                raise SourceError(
-                    f"{what}: the repository lists the file but the server answers 404"
-                ) from exc
-            raise
+            raise self._file_error(exc, listing, file, what) from exc
 
 
 def _message(body: str) -> str:
