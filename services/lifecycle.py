@@ -14,7 +14,8 @@ and dynamic batching.
   once when no other request holding the model is still on its way (a lone request never
   waits); it is taken only once a concurrency slot is free, so items arriving meanwhile join it.
 
-Loading, preprocessing and inference never run on the event loop.
+Checks, loading, preprocessing and inference never run on the event loop (the one exception:
+the first check of a host built before its loop runs).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class ModelSlot:
     active: int = 0
     last_used: float = 0.0
     load_task: asyncio.Task[None] | None = None
+    check_task: asyncio.Task[None] | None = None
+    predicted_runtime: str = ""  # the runtime label before a load, found by the last check
     idle_handle: asyncio.TimerHandle | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
     loads: int = 0  # how many times it was loaded (for tests and logs)
@@ -280,6 +283,7 @@ class ModelManager:
     # ------------------------------------------------------------------ slots
 
     def add(self, service_name: str, spec: ModelSpec, service: Service) -> ModelSlot:
+        """Register a model; NOT_LOADED until :meth:`check` (or :meth:`check_soon`) says otherwise."""
         slot = ModelSlot(
             service_name=service_name,
             alias=spec.alias,
@@ -288,7 +292,6 @@ class ModelManager:
             semaphore=asyncio.Semaphore(max(1, self.settings.max_concurrency_per_model)),
         )
         self.slots.append(slot)
-        self.check(slot)
         return slot
 
     async def remove(self, slot: ModelSlot) -> None:
@@ -305,24 +308,39 @@ class ModelManager:
             await self.unload(slot)
 
     def check(self, slot: ModelSlot) -> None:
-        """Run the service's cheap availability check; FAILED (with reason) or NOT_LOADED."""
-        if slot.state in (ServiceState.READY, ServiceState.LOADING):
-            return
-        if slot.state is ServiceState.FAILED and (not slot.retry or slot.load_failed):
-            return
+        """Run the service's availability check here and now: FAILED (with reason) or NOT_LOADED.
+
+        Blocking (file reads, runtime probes): only for a host built before its loop runs;
+        on the loop use :meth:`check_soon` / :meth:`check_async`."""
+        if _needs_check(slot):
+            self._apply_check(slot, _run_check(slot.service, slot.spec))
+
+    def check_soon(self, slot: ModelSlot) -> asyncio.Task[None]:
+        """The check of ``slot`` as a tracked task ``check:{key}`` (one at a time per slot)."""
+        if slot.check_task is None:
+            slot.check_task = self.tasks.spawn(f"check:{slot.key}", self.check_async(slot))
+        return slot.check_task
+
+    async def check_async(self, slot: ModelSlot) -> None:
+        """:meth:`check` with the check in the preprocessing executor; applied on the loop."""
         try:
-            slot.service.check(slot.spec)
-        except ModelUnavailable as exc:
-            self._fail(slot, exc.reason, retry=exc.retry)
-        except RuntimeUnavailable as exc:
-            self._fail(slot, str(exc), retry=False)
-        except Exception as exc:  # a broken check is a FAILED model, not a crashed host
-            log.exception("checking %s failed", slot.key)
-            self._fail(slot, f"checking the model failed: {exc}", retry=True)
-        else:
-            if slot.state is not ServiceState.NOT_LOADED or slot.reason:
-                slot.failed_at = 0.0
-                self._set(slot, ServiceState.NOT_LOADED, "")
+            if _needs_check(slot):
+                outcome = await self.in_prep_executor(_run_check, slot.service, slot.spec)
+                if _needs_check(slot):  # a load may have started meanwhile
+                    self._apply_check(slot, outcome)
+        finally:
+            if slot.check_task is asyncio.current_task():
+                slot.check_task = None
+
+    def _apply_check(self, slot: ModelSlot, outcome: CheckOutcome) -> None:
+        if outcome.runtime_label:
+            slot.predicted_runtime = outcome.runtime_label
+        if outcome.failure is not None:
+            reason, retry = outcome.failure
+            self._fail(slot, reason, retry=retry)
+        elif slot.state is not ServiceState.NOT_LOADED or slot.reason:
+            slot.failed_at = 0.0
+            self._set(slot, ServiceState.NOT_LOADED, "")
 
     @property
     def loaded(self) -> list[ModelSlot]:
@@ -377,6 +395,8 @@ class ModelManager:
                 self._schedule_idle(slot)
 
     async def ensure_loaded(self, slot: ModelSlot) -> None:
+        if slot.check_task is not None:  # e.g. just released from a hold: its verdict first
+            await asyncio.shield(slot.check_task)
         if slot.state is ServiceState.READY:
             return
         if slot.state is ServiceState.FAILED:
@@ -387,7 +407,7 @@ class ModelManager:
                 if time.monotonic() - slot.failed_at < FAILED_LOAD_RETRY_S:
                     raise unavailable
             else:
-                self.check(slot)  # the missing files may have arrived since
+                await asyncio.shield(self.check_soon(slot))  # the missing files may have arrived
                 if slot.state is ServiceState.FAILED:
                     raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
         if slot.removed:
@@ -518,6 +538,46 @@ class ModelManager:
         slot.state = state
         slot.reason = reason
         self._on_change(slot)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What a service's check found: ``failure`` is (reason, retry) or None; the predicted
+    runtime label comes along (probing providers is blocking too)."""
+
+    failure: tuple[str, bool] | None
+    runtime_label: str
+
+
+def _needs_check(slot: ModelSlot) -> bool:
+    if slot.removed or slot.state in (ServiceState.READY, ServiceState.LOADING):
+        return False
+    return not (slot.state is ServiceState.FAILED and (not slot.retry or slot.load_failed))
+
+
+def _run_check(service: Service, spec: ModelSpec) -> CheckOutcome:
+    """Blocking: ``service.check`` and the runtime label (an executor runs it)."""
+    return CheckOutcome(_check_failure(service, spec), _runtime_label(service, spec))
+
+
+def _check_failure(service: Service, spec: ModelSpec) -> tuple[str, bool] | None:
+    try:
+        service.check(spec)
+    except ModelUnavailable as exc:
+        return exc.reason, exc.retry
+    except RuntimeUnavailable as exc:
+        return str(exc), False
+    except Exception as exc:  # a broken check is a FAILED model, not a crashed host
+        log.exception("checking %s/%s failed", service.name, spec.alias)
+        return f"checking the model failed: {exc}", True
+    return None
+
+
+def _runtime_label(service: Service, spec: ModelSpec) -> str:
+    try:
+        return service.runtime_label(spec)
+    except Exception:  # a label is cosmetic; never fail a check on it
+        return spec.runtime
 
 
 def _close_and_release(instance: LoadedModel) -> None:

@@ -220,8 +220,8 @@ async def test_hold_pins_a_state_and_release_rechecks(tmp_path, host_factory):
     with pytest.raises(ServiceUnavailable, match="downloading: 3 of 5 files"):
         await host.infer(_image())
     write_clip_model(tmp_path / "cache")  # the download completes
-    host.hold("clip", None)
-    assert host.statuses()[0].state is ServiceState.NOT_LOADED
+    host.hold("clip", None)  # the files are checked again off the loop ...
+    await wait_for_state(host, "clip", ServiceState.NOT_LOADED)  # ... and announced once
     assert [s.state for s in seen] == [ServiceState.DOWNLOADING, ServiceState.NOT_LOADED]
     assert (await host.infer(_image())).data["dim"] == model.dim
 
