@@ -7,7 +7,8 @@ and dynamic batching.
   load), and keeps it loaded while leased. All tasks of a service share the one loaded instance.
 * A model left unused for ``model_idle_ttl_s`` is unloaded (0 = never). Before a load, the least
   recently used idle models are unloaded until fewer than ``max_loaded_models`` remain (models
-  in use are never evicted; if all are busy the load goes ahead and the bound is restored later).
+  in use, loaded or loading, are never evicted; if all are busy the load goes ahead and idle
+  models are unloaded as soon as there are any, until the bound holds again).
 * Inference runs in an executor, at most ``max_concurrency_per_model`` calls at once per model.
 * :meth:`ModelLease.batched` collects concurrent items for one batch function: a batch starts
   when ``batch_max_size`` items wait, or ``batch_max_wait_ms`` after the first arrived, or at
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import logging
 import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -380,11 +382,11 @@ class ModelManager:
 
     @asynccontextmanager
     async def lease(self, slot: ModelSlot) -> AsyncIterator[ModelLease]:
-        await self.ensure_loaded(slot)
-        slot.active += 1
-        self._cancel_idle(slot)
-        slot.last_used = time.monotonic()
+        slot.active += 1  # counted while it waits for the load too: the model is not idle
         try:
+            await self.ensure_loaded(slot)
+            self._cancel_idle(slot)
+            slot.last_used = time.monotonic()
             yield ModelLease(self, slot)
         finally:
             slot.active -= 1
@@ -392,6 +394,7 @@ class ModelManager:
             if slot.active == 0 and slot.removed:
                 self._unload_soon(slot)
             elif slot.active == 0:
+                self._restore_bound()
                 self._schedule_idle(slot)
 
     async def ensure_loaded(self, slot: ModelSlot) -> None:
@@ -424,7 +427,7 @@ class ModelManager:
             await self._make_room(slot)
             started = time.monotonic()
             try:
-                instance = await self.in_executor(slot.service.load, slot.spec)
+                instance = await self._load_in_executor(slot)
             except ModelUnavailable as exc:
                 self._fail(slot, exc.reason, retry=exc.retry)
                 return
@@ -441,26 +444,55 @@ class ModelManager:
             slot.last_used = time.monotonic()
             log.info("loaded %s on %s in %.2fs", slot.key, slot.runtime, slot.last_used - started)
             self._set(slot, ServiceState.READY, "")
+            self._restore_bound(keep=slot)
             if slot.active == 0:
                 self._schedule_idle(slot)
         finally:
             slot.load_task = None
 
+    async def _load_in_executor(self, slot: ModelSlot) -> LoadedModel:
+        """``service.load`` in the inference executor. Cancelled (the host is closing), the
+        thread still finishes the load: the model it returns is closed there and then."""
+        future = self._pools()[0].submit(slot.service.load, slot.spec)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(functools.partial(_close_abandoned, slot.key))
+            raise
+
     async def _make_room(self, loading: ModelSlot) -> None:
+        """Before loading ``loading``: unload idle models (least recently used first) until fewer
+        than the limit are loaded or loading besides it."""
         limit = max(1, self.settings.max_loaded_models)
-        while True:
-            loaded = [s for s in self.slots if s is not loading and s.state is ServiceState.READY]
-            if len(loaded) < limit:
-                return
-            idle = [s for s in loaded if s.active == 0]
-            if not idle:
+        while len(occupying := self._occupying(besides=loading)) >= limit:
+            victim = self._idle_victim()
+            if victim is None:
                 log.warning(
-                    "all %d loaded models are busy; loading %s above the limit", len(loaded), loading.key
+                    "all %d loaded models are busy; loading %s above the limit", len(occupying), loading.key
                 )
                 return
-            victim = min(idle, key=lambda s: s.last_used)
             log.info("unloading %s (least recently used) to make room for %s", victim.key, loading.key)
             await self.unload(victim)
+
+    def _restore_bound(self, keep: ModelSlot | None = None) -> None:
+        """Unload idle models (least recently used first, never ``keep``) while more than the
+        limit are loaded or loading (loads that went ahead above it while all were busy)."""
+        limit = max(1, self.settings.max_loaded_models)
+        while len(self._occupying()) > limit:
+            victim = self._idle_victim(besides=keep)
+            if victim is None:
+                return
+            log.info("unloading %s (least recently used): more than %d models loaded", victim.key, limit)
+            self._unload_soon(victim)
+
+    def _occupying(self, besides: ModelSlot | None = None) -> list[ModelSlot]:
+        """The slots holding a model in memory, or about to (READY or LOADING)."""
+        busy = (ServiceState.READY, ServiceState.LOADING)
+        return [s for s in self.slots if s is not besides and s.state in busy]
+
+    def _idle_victim(self, besides: ModelSlot | None = None) -> ModelSlot | None:
+        idle = [s for s in self.slots if s is not besides and s.state is ServiceState.READY and s.active == 0]
+        return min(idle, key=lambda s: s.last_used, default=None)
 
     async def unload(self, slot: ModelSlot) -> None:
         """Unload ``slot`` now (it must not be in use)."""
@@ -578,6 +610,14 @@ def _runtime_label(service: Service, spec: ModelSpec) -> str:
         return service.runtime_label(spec)
     except Exception:  # a label is cosmetic; never fail a check on it
         return spec.runtime
+
+
+def _close_abandoned(key: str, future: Future[LoadedModel]) -> None:
+    """Close a model whose load finished after the load was given up (runs in its thread)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    log.info("closing %s: loaded after the host stopped waiting for it", key)
+    _close_and_release(future.result())
 
 
 def _close_and_release(instance: LoadedModel) -> None:

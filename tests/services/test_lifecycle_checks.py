@@ -126,3 +126,20 @@ async def test_a_request_to_a_failed_model_rechecks_off_the_loop(host_factory):
     probe.missing = False  # the file arrives
     assert (await host.infer(_echo())).data == {"text": "hi"}
     assert len(probe.check_threads) == 2 and threading.get_ident() not in probe.check_threads
+
+
+async def test_a_load_given_up_at_shutdown_closes_the_model_it_returns(host_factory):
+    services: dict[str, ProbeService] = {}
+    host = host_factory([_spec()], registry=_registry(services))
+    probe = services["probe"]
+    probe.load_gate = threading.Event()
+    request = asyncio.ensure_future(host.infer(_echo()))
+    await wait_for_state(host, "probe", ServiceState.LOADING)
+    await host._manager.close(timeout=0.05)  # the load is still running: given up
+    assert await asyncio.gather(request, return_exceptions=True) != [{"text": "hi"}]
+    probe.load_gate.set()  # ... and then it finishes
+    for _ in range(200):
+        if probe.loaded and probe.loaded[0].closed.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert len(probe.loaded) == 1 and probe.loaded[0].closed.is_set()
