@@ -61,7 +61,12 @@ class ProbeService(Service):
 
 
 class OtherProbeService(ProbeService):
-    name = "other"
+    name = "other"  # offers probe_echo too: a clash with ProbeService
+
+
+class ThirdProbeService(ProbeService):
+    name = "third"
+    task_name = "third_echo"
 
 
 def _spec(name: str = "probe") -> ServiceSpec:
@@ -76,7 +81,11 @@ def _registry(services: dict[str, ProbeService]):
 
         return make
 
-    return {"probe": factory(ProbeService), "other": factory(OtherProbeService)}
+    return {
+        "probe": factory(ProbeService),
+        "other": factory(OtherProbeService),
+        "third": factory(ThirdProbeService),
+    }
 
 
 def _echo() -> InferenceRequest:
@@ -143,3 +152,14 @@ async def test_a_load_given_up_at_shutdown_closes_the_model_it_returns(host_fact
             break
         await asyncio.sleep(0.01)
     assert len(probe.loaded) == 1 and probe.loaded[0].closed.is_set()
+
+
+async def test_a_reconfigure_refused_for_a_task_clash_leaves_no_model_behind(host_factory):
+    services: dict[str, ProbeService] = {}
+    host = host_factory([_spec()], registry=_registry(services))
+    before = list(host._manager.slots)
+    with pytest.raises(ValueError, match="'probe_echo' is offered by both"):
+        await host.reconfigure([_spec(), _spec("third"), _spec("other")])
+    assert host._manager.slots == before  # "third" was built, but nothing of it stays
+    assert [s.name for s in host.statuses()] == ["probe"]
+    assert (await host.infer(_echo())).data == {"text": "hi"}
