@@ -302,7 +302,11 @@ class ClipModel:
         return self.preprocess.to_tensor(decode_image(payload, mime, self.image_limits, meta))
 
     def encode_images(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        assert self.vision is not None
+        if self.vision is None:
+            raise RuntimeError(
+                f"the model in {self.plan.root} was unloaded (closed): its image encoder is gone; "
+                "take a new lease from the service host, which loads it again"
+            )
         return list(l2_normalise(self.vision.run(np.stack(tensors))))
 
     def encode_texts(self, texts: Sequence[str]) -> list[np.ndarray]:
