@@ -175,6 +175,9 @@ async def test_a_recogniser_without_any_dictionary_fails_to_load_saying_so(tmp_p
             await host.infer(_req(photo_bytes(EN)))
         status = host.statuses()[0]
         assert status.state is ServiceState.FAILED and "no character dictionary" in status.reason
+        assert str(folder) in status.reason  # where it looked ...
+        assert "ppocr_keys_v1.txt" in status.reason and "ppocrv5_dict.txt" in status.reason  # ... for what
+        assert "task_metadata.tasks.ocr.recognition.character_dict_path" in status.reason  # ... the fix
     finally:
         await host.stop()
 
