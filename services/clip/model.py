@@ -31,6 +31,7 @@ from services.imaging import ImageLimits, decode_image
 from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.runtimes import RuntimeOptions, Session, TensorInfo, open_session
 from services.service import ModelUnavailable
+from services.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,6 @@ def plan_model(
         dataset=dataset_files,
         config=config,
     )
-
-
-def l2_normalise(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows / np.where(norms > 1e-12, norms, 1.0)
 
 
 class _Encoder:

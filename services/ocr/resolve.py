@@ -32,12 +32,14 @@ from services.component_files import (
     WeightCandidates,
     candidate_files,
     find_component,
+    missing_files,
 )
 from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info, per_channel
 from services.ocr.dictionary import CharDictionary, DictionaryError
 from services.ocr.params import OcrParams
 from services.ocr.pipeline import OcrPipeline, dictionary_from_session
 from services.runtimes.base import Session
+from services.runtimes.onnx import open_onnx
 
 DET_NAMES = ("detection", "det")
 REC_NAMES = ("recognition", "rec")
@@ -65,8 +67,7 @@ class OcrModelFiles:
     def missing(self) -> list[str]:
         """The chosen weight files not on disk (yet), relative to the folder. A dictionary that
         is absent is not listed: the recogniser's metadata may carry it (checked on load)."""
-        chosen = (self.detector, self.recogniser, self.classifier)
-        return [p.relative_to(self.folder).as_posix() for p in chosen if p is not None and not p.is_file()]
+        return missing_files(self.folder, (self.detector, self.recogniser, self.classifier))
 
 
 def resolve_ocr_model(
@@ -146,15 +147,9 @@ def open_ocr_pipeline(
     open_session: SessionOpener | None = None,
 ) -> OcrPipeline:
     files = resolve_ocr_model(folder, precision=precision, use_classifier=use_classifier)
-    opener = open_session or _onnx
+    opener = open_session or open_onnx
     cls = opener(files.classifier) if files.classifier else None
     return build_ocr_pipeline(files, opener(files.detector), opener(files.recogniser), cls)
-
-
-def _onnx(path: Path) -> Session:
-    from services.runtimes.onnx import OnnxSession
-
-    return OnnxSession(path)
 
 
 def _component(
