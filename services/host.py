@@ -326,11 +326,14 @@ class ServiceHost:
         if hosted is None:
             raise TaskNotFound(f"no service named {service!r} on this host")
         hosted.held = None if state is None else (state, reason)
-        if state is None and hosted.slots:
+        if state is None and hosted.slots and _loop_running():
             # its files may just have been downloaded: announced once the checks are done
             checks = [self._manager.check_soon(slot) for slot in hosted.slots.values()]
             self._manager.tasks.spawn(f"announce:{hosted.name}", self._announce_after(hosted, checks))
             return
+        if state is None:  # no loop yet (a host set up before it runs): nothing to block
+            for slot in hosted.slots.values():
+                self._manager.check(slot)
         self._notify(hosted)
 
     async def _announce_after(self, hosted: _Hosted, checks: list[asyncio.Task[None]]) -> None:
@@ -403,6 +406,14 @@ class ServiceHost:
     @property
     def background_tasks(self) -> list[str]:
         return self._manager.tasks.names
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _check_mime(spec: TaskSpec, mime: str) -> None:

@@ -163,3 +163,15 @@ async def test_a_reconfigure_refused_for_a_task_clash_leaves_no_model_behind(hos
     assert host._manager.slots == before  # "third" was built, but nothing of it stays
     assert [s.name for s in host.statuses()] == ["probe"]
     assert (await host.infer(_echo())).data == {"text": "hi"}
+
+
+def test_a_hold_released_before_the_loop_runs_checks_at_once():
+    from services.api import HostSettings
+    from services.host import ServiceHost
+
+    services: dict[str, ProbeService] = {}
+    host = ServiceHost([_spec()], HostSettings(), registry=_registry(services))
+    services["probe"].missing = True
+    host.hold("probe", None)  # e.g. a node set up from its config, before serving
+    assert host.statuses()[0].state is ServiceState.FAILED
+    assert "weights.bin is missing" in host.statuses()[0].reason
