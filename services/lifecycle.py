@@ -320,19 +320,17 @@ class ModelManager:
     def check_soon(self, slot: ModelSlot) -> asyncio.Task[None]:
         """The check of ``slot`` as a tracked task ``check:{key}`` (one at a time per slot)."""
         if slot.check_task is None:
-            slot.check_task = self.tasks.spawn(f"check:{slot.key}", self.check_async(slot))
+            task = self.tasks.spawn(f"check:{slot.key}", self.check_async(slot))
+            task.add_done_callback(functools.partial(_forget_check, slot))  # even if never started
+            slot.check_task = task
         return slot.check_task
 
     async def check_async(self, slot: ModelSlot) -> None:
         """:meth:`check` with the check in the preprocessing executor; applied on the loop."""
-        try:
-            if _needs_check(slot):
-                outcome = await self.in_prep_executor(_run_check, slot.service, slot.spec)
-                if _needs_check(slot):  # a load may have started meanwhile
-                    self._apply_check(slot, outcome)
-        finally:
-            if slot.check_task is asyncio.current_task():
-                slot.check_task = None
+        if _needs_check(slot):
+            outcome = await self.in_prep_executor(_run_check, slot.service, slot.spec)
+            if _needs_check(slot):  # a load may have started meanwhile
+                self._apply_check(slot, outcome)
 
     def _apply_check(self, slot: ModelSlot, outcome: CheckOutcome) -> None:
         if outcome.runtime_label:
@@ -399,7 +397,7 @@ class ModelManager:
 
     async def ensure_loaded(self, slot: ModelSlot) -> None:
         if slot.check_task is not None:  # e.g. just released from a hold: its verdict first
-            await asyncio.shield(slot.check_task)
+            await _wait_shared(slot.check_task)
         if slot.state is ServiceState.READY:
             return
         if slot.state is ServiceState.FAILED:
@@ -410,14 +408,14 @@ class ModelManager:
                 if time.monotonic() - slot.failed_at < FAILED_LOAD_RETRY_S:
                     raise unavailable
             else:
-                await asyncio.shield(self.check_soon(slot))  # the missing files may have arrived
+                await _wait_shared(self.check_soon(slot))  # the missing files may have arrived
                 if slot.state is ServiceState.FAILED:
                     raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
         if slot.removed:
             raise ServiceUnavailable(f"{slot.key} is no longer configured on this node")
         if slot.load_task is None:
             slot.load_task = self.tasks.spawn(f"load:{slot.key}", self._load(slot))
-        await asyncio.shield(slot.load_task)
+        await _wait_shared(slot.load_task)
         if slot.state is not ServiceState.READY:
             raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason or slot.state.value}")
 
@@ -579,6 +577,24 @@ class CheckOutcome:
 
     failure: tuple[str, bool] | None
     runtime_label: str
+
+
+async def _wait_shared(task: asyncio.Task[None]) -> None:
+    """Wait for a load or check other requests share (a caller giving up does not cancel it).
+    Cancelled by the host stopping, it is ServiceUnavailable to the waiting request."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        cancelling = getattr(current, "cancelling", lambda: 0)  # Python 3.11+
+        if task.cancelled() and not cancelling():
+            raise ServiceUnavailable("the service host is stopping; try again once it runs") from None
+        raise
+
+
+def _forget_check(slot: ModelSlot, task: asyncio.Task[None]) -> None:
+    if slot.check_task is task:
+        slot.check_task = None
 
 
 def _needs_check(slot: ModelSlot) -> bool:

@@ -145,7 +145,8 @@ async def test_a_load_given_up_at_shutdown_closes_the_model_it_returns(host_fact
     request = asyncio.ensure_future(host.infer(_echo()))
     await wait_for_state(host, "probe", ServiceState.LOADING)
     await host._manager.close(timeout=0.05)  # the load is still running: given up
-    assert await asyncio.gather(request, return_exceptions=True) != [{"text": "hi"}]
+    with pytest.raises(ServiceUnavailable, match="stopping"):  # the waiting request is told why
+        await request
     probe.load_gate.set()  # ... and then it finishes
     for _ in range(200):
         if probe.loaded and probe.loaded[0].closed.is_set():
@@ -175,3 +176,12 @@ def test_a_hold_released_before_the_loop_runs_checks_at_once():
     host.hold("probe", None)  # e.g. a node set up from its config, before serving
     assert host.statuses()[0].state is ServiceState.FAILED
     assert "weights.bin is missing" in host.statuses()[0].reason
+
+
+async def test_a_check_cancelled_by_stop_does_not_break_the_next_start(host_factory):
+    services: dict[str, ProbeService] = {}
+    host = host_factory([_spec()], registry=_registry(services))
+    host.hold("probe", None)  # its check task has not run yet ...
+    await host.stop()  # ... when the stop cancels it
+    await host.start()
+    assert (await host.infer(_echo())).data == {"text": "hi"}
