@@ -466,7 +466,9 @@ class ModelManager:
             victim = self._idle_victim()
             if victim is None:
                 log.warning(
-                    "all %d loaded models are busy; loading %s above the limit", len(occupying), loading.key
+                    "all %d loaded or loading models are busy; loading %s above the limit",
+                    len(occupying),
+                    loading.key,
                 )
                 return
             log.info("unloading %s (least recently used) to make room for %s", victim.key, loading.key)
@@ -633,7 +635,10 @@ def _close_abandoned(key: str, future: Future[LoadedModel]) -> None:
     if future.cancelled() or future.exception() is not None:
         return
     log.info("closing %s: loaded after the host stopped waiting for it", key)
-    _close_and_release(future.result())
+    try:
+        _close_and_release(future.result())
+    except Exception:  # nobody waits for this callback: say it here
+        log.exception("closing %s (loaded after the host stopped waiting) failed", key)
 
 
 def _close_and_release(instance: LoadedModel) -> None:
