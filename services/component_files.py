@@ -22,7 +22,7 @@ One rule for every service (MODEL_FORMATS §8.2–8.3), used by ``clip``/``biocl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,9 +145,9 @@ def find_component(
     )
 
 
-def missing_files(files: Sequence[ComponentFile | None]) -> list[str]:
-    """The relative paths of the chosen files that are not on disk (yet)."""
-    return [f.relpath for f in files if f is not None and not f.present]
+def missing_files(folder: Path, chosen: Iterable[Path | None]) -> list[str]:
+    """The chosen files (None = a component not used) not on disk (yet), relative to ``folder``."""
+    return [p.relative_to(folder).as_posix() for p in chosen if p is not None and not p.is_file()]
 
 
 def _preference(folder: Path, wf: WeightFile) -> tuple[bool, int, str]:

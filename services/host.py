@@ -75,6 +75,7 @@ class _Hosted:
     held: tuple[ServiceState, str] | None = None
     in_flight: int = 0
     last_status: ServiceStatus | None = None
+    announced: bool = False  # its status changes reach the listeners (not while being set up)
 
     @property
     def name(self) -> str:
@@ -103,16 +104,20 @@ class ServiceHost:
         self._routes: dict[str, tuple[str, Task]] = {}
         self._accepting = True
         self._started = False
-        self._building = True
         for spec in specs:
             if spec.name in self._services:
                 raise ValueError(f"service {spec.name!r} is configured twice")
-            self._services[spec.name] = self._build(spec)
-        self._building = False
+            self._services[spec.name] = hosted = self._build(spec)
+            for slot in self._register(hosted):
+                # blocking, but the node builds its host before the event loop runs
+                self._manager.check(slot)
         for hosted in self._services.values():
             hosted.last_status = self._status(hosted)
+            hosted.announced = True
 
     def _build(self, spec: ServiceSpec) -> _Hosted:
+        """The service of ``spec`` with its routes; its models are registered by :meth:`_register`.
+        A task name clash is a ``ValueError``."""
         factory = self._registry.get(spec.name)
         if factory is None:
             known = ", ".join(sorted(self._registry)) or "none"
@@ -135,12 +140,18 @@ class ServiceHost:
                 hosted.tasks[name] = task
         for name, task in hosted.tasks.items():
             self._routes[name] = (spec.name, task)
-        for model in spec.models:
-            hosted.slots[model.alias] = self._manager.add(spec.name, model, service)
         hosted.default_alias = spec.default_model or (spec.models[0].alias if spec.models else "")
-        if not hosted.slots:
+        if not spec.models:
             hosted.error = "no model is configured for this service"
         return hosted
+
+    def _register(self, hosted: _Hosted) -> list[ModelSlot]:
+        """Give the manager a slot per configured model of a built service (none if it failed)."""
+        if hosted.service is None:
+            return []
+        for model in hosted.spec.models:
+            hosted.slots[model.alias] = self._manager.add(hosted.name, model, hosted.service)
+        return list(hosted.slots.values())
 
     # ------------------------------------------------------------------ protocol: discovery
 
@@ -179,8 +190,8 @@ class ServiceHost:
         if service is not None:
             model_ids = tuple(dict.fromkeys(s.model_id for s in hosted.slots.values()))
             slot = hosted.default_slot
-            if slot is not None:
-                runtime = slot.runtime or self._predicted_runtime(service, slot)
+            if slot is not None:  # the label the last check predicted: no probing here
+                runtime = slot.runtime or slot.predicted_runtime or slot.spec.runtime
         if hosted.held is not None:
             state, reason = hosted.held
         elif hosted.error or service is None:
@@ -190,14 +201,6 @@ class ServiceHost:
             assert slot is not None
             state, reason = slot.state, slot.reason
         return ServiceStatus(hosted.name, state, reason, model_ids, runtime)
-
-    @staticmethod
-    def _predicted_runtime(service: Service, slot: ModelSlot) -> str:
-        try:
-            slot.runtime = service.runtime_label(slot.spec)
-        except Exception:  # a label is cosmetic; never fail a status on it
-            slot.runtime = slot.spec.runtime
-        return slot.runtime
 
     def resolve(self, task: str, service_hint: str | None = None) -> tuple[str, TaskSpec]:
         route = self._routes.get(task)
@@ -323,9 +326,18 @@ class ServiceHost:
         if hosted is None:
             raise TaskNotFound(f"no service named {service!r} on this host")
         hosted.held = None if state is None else (state, reason)
-        if state is None:
+        if state is None and hosted.slots and _loop_running():
+            # its files may just have been downloaded: announced once the checks are done
+            checks = [self._manager.check_soon(slot) for slot in hosted.slots.values()]
+            self._manager.tasks.spawn(f"announce:{hosted.name}", self._announce_after(hosted, checks))
+            return
+        if state is None:  # no loop yet (a host set up before it runs): nothing to block
             for slot in hosted.slots.values():
-                self._manager.check(slot)  # its files may just have been downloaded
+                self._manager.check(slot)
+        self._notify(hosted)
+
+    async def _announce_after(self, hosted: _Hosted, checks: list[asyncio.Task[None]]) -> None:
+        await asyncio.wait(checks)
         self._notify(hosted)
 
     def add_status_listener(self, listener: StatusListener) -> None:
@@ -346,14 +358,14 @@ class ServiceHost:
             for name in hosted.tasks:
                 self._routes.pop(name, None)
         try:
-            self._building = True
             added = {spec.name: self._build(spec) for spec in specs if spec.name not in kept}
         except ValueError:
             self._routes = routes  # a task clash: keep serving what was there
             raise
-        finally:
-            self._building = False
+        new_slots = [slot for hosted in added.values() for slot in self._register(hosted)]
         self._services = {spec.name: kept.get(spec.name) or added[spec.name] for spec in specs}
+        if new_slots:  # off the loop; a request meanwhile waits for its model's check
+            await asyncio.wait([self._manager.check_soon(slot) for slot in new_slots])
         for hosted in gone:
             for slot in hosted.slots.values():
                 await self._manager.remove(slot)
@@ -363,6 +375,7 @@ class ServiceHost:
                     listener(disabled)
         for hosted in added.values():
             hosted.last_status = None
+            hosted.announced = True
             self._notify(hosted)
             slot = hosted.default_slot
             if self._started and hosted.spec.preload and slot is not None and hosted.service is not None:
@@ -371,10 +384,8 @@ class ServiceHost:
     # ------------------------------------------------------------------ internals
 
     def _slot_changed(self, slot: ModelSlot) -> None:
-        if self._building:
-            return
         hosted = self._services.get(slot.service_name)
-        if hosted is not None:
+        if hosted is not None and hosted.announced and hosted.slots.get(slot.alias) is slot:
             self._notify(hosted)
 
     def _notify(self, hosted: _Hosted) -> None:
@@ -395,6 +406,14 @@ class ServiceHost:
     @property
     def background_tasks(self) -> list[str]:
         return self._manager.tasks.names
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _check_mime(spec: TaskSpec, mime: str) -> None:

@@ -7,27 +7,30 @@ and dynamic batching.
   load), and keeps it loaded while leased. All tasks of a service share the one loaded instance.
 * A model left unused for ``model_idle_ttl_s`` is unloaded (0 = never). Before a load, the least
   recently used idle models are unloaded until fewer than ``max_loaded_models`` remain (models
-  in use are never evicted; if all are busy the load goes ahead and the bound is restored later).
+  in use, loaded or loading, are never evicted; if all are busy the load goes ahead and idle
+  models are unloaded as soon as there are any, until the bound holds again).
 * Inference runs in an executor, at most ``max_concurrency_per_model`` calls at once per model.
 * :meth:`ModelLease.batched` collects concurrent items for one batch function: a batch starts
   when ``batch_max_size`` items wait, or ``batch_max_wait_ms`` after the first arrived, or at
   once when no other request holding the model is still on its way (a lone request never
   waits); it is taken only once a concurrency slot is free, so items arriving meanwhile join it.
 
-Loading, preprocessing and inference never run on the event loop.
+Checks, loading, preprocessing and inference never run on the event loop (the one exception:
+the first check of a host built before its loop runs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import logging
 import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -64,6 +67,8 @@ class ModelSlot:
     active: int = 0
     last_used: float = 0.0
     load_task: asyncio.Task[None] | None = None
+    check_task: asyncio.Task[None] | None = None
+    predicted_runtime: str = ""  # the runtime label before a load, found by the last check
     idle_handle: asyncio.TimerHandle | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
     loads: int = 0  # how many times it was loaded (for tests and logs)
@@ -280,6 +285,7 @@ class ModelManager:
     # ------------------------------------------------------------------ slots
 
     def add(self, service_name: str, spec: ModelSpec, service: Service) -> ModelSlot:
+        """Register a model; NOT_LOADED until :meth:`check` (or :meth:`check_soon`) says otherwise."""
         slot = ModelSlot(
             service_name=service_name,
             alias=spec.alias,
@@ -288,7 +294,6 @@ class ModelManager:
             semaphore=asyncio.Semaphore(max(1, self.settings.max_concurrency_per_model)),
         )
         self.slots.append(slot)
-        self.check(slot)
         return slot
 
     async def remove(self, slot: ModelSlot) -> None:
@@ -305,24 +310,37 @@ class ModelManager:
             await self.unload(slot)
 
     def check(self, slot: ModelSlot) -> None:
-        """Run the service's cheap availability check; FAILED (with reason) or NOT_LOADED."""
-        if slot.state in (ServiceState.READY, ServiceState.LOADING):
-            return
-        if slot.state is ServiceState.FAILED and (not slot.retry or slot.load_failed):
-            return
-        try:
-            slot.service.check(slot.spec)
-        except ModelUnavailable as exc:
-            self._fail(slot, exc.reason, retry=exc.retry)
-        except RuntimeUnavailable as exc:
-            self._fail(slot, str(exc), retry=False)
-        except Exception as exc:  # a broken check is a FAILED model, not a crashed host
-            log.exception("checking %s failed", slot.key)
-            self._fail(slot, f"checking the model failed: {exc}", retry=True)
-        else:
-            if slot.state is not ServiceState.NOT_LOADED or slot.reason:
-                slot.failed_at = 0.0
-                self._set(slot, ServiceState.NOT_LOADED, "")
+        """Run the service's availability check here and now: FAILED (with reason) or NOT_LOADED.
+
+        Blocking (file reads, runtime probes): only for a host built before its loop runs;
+        on the loop use :meth:`check_soon` / :meth:`check_async`."""
+        if _needs_check(slot):
+            self._apply_check(slot, _run_check(slot.service, slot.spec))
+
+    def check_soon(self, slot: ModelSlot) -> asyncio.Task[None]:
+        """The check of ``slot`` as a tracked task ``check:{key}`` (one at a time per slot)."""
+        if slot.check_task is None:
+            task = self.tasks.spawn(f"check:{slot.key}", self.check_async(slot))
+            task.add_done_callback(functools.partial(_forget_check, slot))  # even if never started
+            slot.check_task = task
+        return slot.check_task
+
+    async def check_async(self, slot: ModelSlot) -> None:
+        """:meth:`check` with the check in the preprocessing executor; applied on the loop."""
+        if _needs_check(slot):
+            outcome = await self.in_prep_executor(_run_check, slot.service, slot.spec)
+            if _needs_check(slot):  # a load may have started meanwhile
+                self._apply_check(slot, outcome)
+
+    def _apply_check(self, slot: ModelSlot, outcome: CheckOutcome) -> None:
+        if outcome.runtime_label:
+            slot.predicted_runtime = outcome.runtime_label
+        if outcome.failure is not None:
+            reason, retry = outcome.failure
+            self._fail(slot, reason, retry=retry)
+        elif slot.state is not ServiceState.NOT_LOADED or slot.reason:
+            slot.failed_at = 0.0
+            self._set(slot, ServiceState.NOT_LOADED, "")
 
     @property
     def loaded(self) -> list[ModelSlot]:
@@ -362,11 +380,11 @@ class ModelManager:
 
     @asynccontextmanager
     async def lease(self, slot: ModelSlot) -> AsyncIterator[ModelLease]:
-        await self.ensure_loaded(slot)
-        slot.active += 1
-        self._cancel_idle(slot)
-        slot.last_used = time.monotonic()
+        slot.active += 1  # counted while it waits for the load too: the model is not idle
         try:
+            await self.ensure_loaded(slot)
+            self._cancel_idle(slot)
+            slot.last_used = time.monotonic()
             yield ModelLease(self, slot)
         finally:
             slot.active -= 1
@@ -374,9 +392,12 @@ class ModelManager:
             if slot.active == 0 and slot.removed:
                 self._unload_soon(slot)
             elif slot.active == 0:
+                self._restore_bound()
                 self._schedule_idle(slot)
 
     async def ensure_loaded(self, slot: ModelSlot) -> None:
+        if slot.check_task is not None:  # e.g. just released from a hold: its verdict first
+            await _wait_shared(slot.check_task)
         if slot.state is ServiceState.READY:
             return
         if slot.state is ServiceState.FAILED:
@@ -387,14 +408,14 @@ class ModelManager:
                 if time.monotonic() - slot.failed_at < FAILED_LOAD_RETRY_S:
                     raise unavailable
             else:
-                self.check(slot)  # the missing files may have arrived since
+                await _wait_shared(self.check_soon(slot))  # the missing files may have arrived
                 if slot.state is ServiceState.FAILED:
                     raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason}")
         if slot.removed:
             raise ServiceUnavailable(f"{slot.key} is no longer configured on this node")
         if slot.load_task is None:
             slot.load_task = self.tasks.spawn(f"load:{slot.key}", self._load(slot))
-        await asyncio.shield(slot.load_task)
+        await _wait_shared(slot.load_task)
         if slot.state is not ServiceState.READY:
             raise ServiceUnavailable(f"{slot.key} is not available: {slot.reason or slot.state.value}")
 
@@ -404,7 +425,7 @@ class ModelManager:
             await self._make_room(slot)
             started = time.monotonic()
             try:
-                instance = await self.in_executor(slot.service.load, slot.spec)
+                instance = await self._load_in_executor(slot)
             except ModelUnavailable as exc:
                 self._fail(slot, exc.reason, retry=exc.retry)
                 return
@@ -421,26 +442,57 @@ class ModelManager:
             slot.last_used = time.monotonic()
             log.info("loaded %s on %s in %.2fs", slot.key, slot.runtime, slot.last_used - started)
             self._set(slot, ServiceState.READY, "")
+            self._restore_bound(keep=slot)
             if slot.active == 0:
                 self._schedule_idle(slot)
         finally:
             slot.load_task = None
 
+    async def _load_in_executor(self, slot: ModelSlot) -> LoadedModel:
+        """``service.load`` in the inference executor. Cancelled (the host is closing), the
+        thread still finishes the load: the model it returns is closed there and then."""
+        future = self._pools()[0].submit(slot.service.load, slot.spec)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(functools.partial(_close_abandoned, slot.key))
+            raise
+
     async def _make_room(self, loading: ModelSlot) -> None:
+        """Before loading ``loading``: unload idle models (least recently used first) until fewer
+        than the limit are loaded or loading besides it."""
         limit = max(1, self.settings.max_loaded_models)
-        while True:
-            loaded = [s for s in self.slots if s is not loading and s.state is ServiceState.READY]
-            if len(loaded) < limit:
-                return
-            idle = [s for s in loaded if s.active == 0]
-            if not idle:
+        while len(occupying := self._occupying(besides=loading)) >= limit:
+            victim = self._idle_victim()
+            if victim is None:
                 log.warning(
-                    "all %d loaded models are busy; loading %s above the limit", len(loaded), loading.key
+                    "all %d loaded or loading models are busy; loading %s above the limit",
+                    len(occupying),
+                    loading.key,
                 )
                 return
-            victim = min(idle, key=lambda s: s.last_used)
             log.info("unloading %s (least recently used) to make room for %s", victim.key, loading.key)
             await self.unload(victim)
+
+    def _restore_bound(self, keep: ModelSlot | None = None) -> None:
+        """Unload idle models (least recently used first, never ``keep``) while more than the
+        limit are loaded or loading (loads that went ahead above it while all were busy)."""
+        limit = max(1, self.settings.max_loaded_models)
+        while len(self._occupying()) > limit:
+            victim = self._idle_victim(besides=keep)
+            if victim is None:
+                return
+            log.info("unloading %s (least recently used): more than %d models loaded", victim.key, limit)
+            self._unload_soon(victim)
+
+    def _occupying(self, besides: ModelSlot | None = None) -> list[ModelSlot]:
+        """The slots holding a model in memory, or about to (READY or LOADING)."""
+        busy = (ServiceState.READY, ServiceState.LOADING)
+        return [s for s in self.slots if s is not besides and s.state in busy]
+
+    def _idle_victim(self, besides: ModelSlot | None = None) -> ModelSlot | None:
+        idle = [s for s in self.slots if s is not besides and s.state is ServiceState.READY and s.active == 0]
+        return min(idle, key=lambda s: s.last_used, default=None)
 
     async def unload(self, slot: ModelSlot) -> None:
         """Unload ``slot`` now (it must not be in use)."""
@@ -518,6 +570,75 @@ class ModelManager:
         slot.state = state
         slot.reason = reason
         self._on_change(slot)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What a service's check found: ``failure`` is (reason, retry) or None; the predicted
+    runtime label comes along (probing providers is blocking too)."""
+
+    failure: tuple[str, bool] | None
+    runtime_label: str
+
+
+async def _wait_shared(task: asyncio.Task[None]) -> None:
+    """Wait for a load or check other requests share (a caller giving up does not cancel it).
+    Cancelled by the host stopping, it is ServiceUnavailable to the waiting request."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        cancelling = getattr(current, "cancelling", lambda: 0)  # Python 3.11+
+        if task.cancelled() and not cancelling():
+            raise ServiceUnavailable("the service host is stopping; try again once it runs") from None
+        raise
+
+
+def _forget_check(slot: ModelSlot, task: asyncio.Task[None]) -> None:
+    if slot.check_task is task:
+        slot.check_task = None
+
+
+def _needs_check(slot: ModelSlot) -> bool:
+    if slot.removed or slot.state in (ServiceState.READY, ServiceState.LOADING):
+        return False
+    return not (slot.state is ServiceState.FAILED and (not slot.retry or slot.load_failed))
+
+
+def _run_check(service: Service, spec: ModelSpec) -> CheckOutcome:
+    """Blocking: ``service.check`` and the runtime label (an executor runs it)."""
+    return CheckOutcome(_check_failure(service, spec), _runtime_label(service, spec))
+
+
+def _check_failure(service: Service, spec: ModelSpec) -> tuple[str, bool] | None:
+    try:
+        service.check(spec)
+    except ModelUnavailable as exc:
+        return exc.reason, exc.retry
+    except RuntimeUnavailable as exc:
+        return str(exc), False
+    except Exception as exc:  # a broken check is a FAILED model, not a crashed host
+        log.exception("checking %s/%s failed", service.name, spec.alias)
+        return f"checking the model failed: {exc}", True
+    return None
+
+
+def _runtime_label(service: Service, spec: ModelSpec) -> str:
+    try:
+        return service.runtime_label(spec)
+    except Exception:  # a label is cosmetic; never fail a check on it
+        return spec.runtime
+
+
+def _close_abandoned(key: str, future: Future[LoadedModel]) -> None:
+    """Close a model whose load finished after the load was given up (runs in its thread)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    log.info("closing %s: loaded after the host stopped waiting for it", key)
+    try:
+        _close_and_release(future.result())
+    except Exception:  # nobody waits for this callback: say it here
+        log.exception("closing %s (loaded after the host stopped waiting) failed", key)
 
 
 def _close_and_release(instance: LoadedModel) -> None:

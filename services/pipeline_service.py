@@ -109,11 +109,11 @@ class PipelineService(ImageService, Generic[F]):
     # ------------------------------------------------------------------ Service
 
     def check(self, model: ModelSpec) -> None:
+        self.supports_runtime(model)  # first: "cannot run X on RKNN" whatever this machine is
         try:
             check_runtime(model.runtime, self.runtime_options(model))
         except RuntimeUnavailable as exc:
             raise ModelUnavailable(str(exc), retry=False) from None
-        self.supports_runtime(model)
         if not model.path.is_dir():
             raise ModelUnavailable(f"model folder {model.path} does not exist (download the model first)")
         try:

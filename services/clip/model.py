@@ -31,6 +31,7 @@ from services.imaging import ImageLimits, decode_image
 from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.runtimes import RuntimeOptions, Session, TensorInfo, open_session
 from services.service import ModelUnavailable
+from services.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,6 @@ def plan_model(
         dataset=dataset_files,
         config=config,
     )
-
-
-def l2_normalise(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows / np.where(norms > 1e-12, norms, 1.0)
 
 
 class _Encoder:
@@ -302,7 +297,11 @@ class ClipModel:
         return self.preprocess.to_tensor(decode_image(payload, mime, self.image_limits, meta))
 
     def encode_images(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        assert self.vision is not None
+        if self.vision is None:
+            raise RuntimeError(
+                f"the model in {self.plan.root} was unloaded (closed): its image encoder is gone; "
+                "take a new lease from the service host, which loads it again"
+            )
         return list(l2_normalise(self.vision.run(np.stack(tensors))))
 
     def encode_texts(self, texts: Sequence[str]) -> list[np.ndarray]:

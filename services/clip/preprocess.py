@@ -89,7 +89,8 @@ class ImagePreprocess:
 
     def to_tensor(self, image: Image.Image) -> np.ndarray:
         """``image`` (RGB) → float32 array ``[3, height, width]``, normalised."""
-        pixels = np.asarray(self.resize(image.convert("RGB")), dtype=np.float32) / np.float32(255.0)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies, even RGB
+        pixels = np.asarray(self.resize(rgb), dtype=np.float32) / np.float32(255.0)
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))

@@ -18,6 +18,7 @@ import numpy as np
 from services.api import InferenceFailed
 from services.face.align import ARCFACE_SIZE, align_face
 from services.runtimes.base import Session
+from services.vectors import l2_normalise
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,9 +138,7 @@ class FaceRecogniser:
                 chunk = np.concatenate([chunk, pad])
             out = np.asarray(self.session.run({self.input_name: chunk}, [self.output_name])[0])
             parts.append(out.reshape(out.shape[0], -1)[:real])
-        vectors = np.concatenate(parts).astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        return l2_normalise(np.concatenate(parts))
 
     def embed(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Embeddings of the faces whose landmarks ``[N, 5, 2]`` are in pixels of ``rgb``."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.component_files import candidate_files, find_component
+from services.component_files import candidate_files, find_component, missing_files
 from services.face.detection import DEFAULT_INPUT_SIZE
 from services.face.detectors import make_detector, normalise_family
 from services.face.pipeline import FacePipeline
@@ -37,6 +37,7 @@ from services.face.recognition import ARCFACE_SPEC, FaceRecogniser, RecogniserSp
 from services.face.recognition import recogniser_preset as preset_spec
 from services.model_info import ModelInfo, ModelInfoError, load_model_info
 from services.runtimes.base import Session
+from services.runtimes.onnx import open_onnx
 
 FACE_TASK_KEYS: tuple[str, ...] = ("face_recognition", "face_detect_and_embed", "face_detect")
 INSIGHTFACE_PACKS: frozenset[str] = frozenset(
@@ -66,8 +67,7 @@ class FaceModelFiles:
 
     def missing(self) -> list[str]:
         """The chosen weight files not on disk (yet), relative to the folder."""
-        chosen = (self.detector, self.recogniser)
-        return [p.relative_to(self.folder).as_posix() for p in chosen if p is not None and not p.is_file()]
+        return missing_files(self.folder, (self.detector, self.recogniser))
 
 
 def resolve_face_model(
@@ -177,16 +177,10 @@ def open_face_pipeline(
     files = resolve_face_model(
         folder, family=family, recogniser_preset=recogniser_preset, precision=precision
     )
-    opener = open_session or _onnx
+    opener = open_session or open_onnx
     det = opener(files.detector)
     rec = opener(files.recogniser) if files.recogniser else None
     return build_face_pipeline(files, det, rec)
-
-
-def _onnx(path: Path) -> Session:
-    from services.runtimes.onnx import OnnxSession
-
-    return OnnxSession(path)
 
 
 def _task_block(info: ModelInfo | None) -> Mapping[str, Any]:

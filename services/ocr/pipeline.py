@@ -50,8 +50,8 @@ class OcrPipeline:
         chosen = dictionary_from_session(rec) or dictionary
         if chosen is None:
             raise DictionaryError(
-                "no character dictionary: the recogniser has no 'character' metadata "
-                "and no dictionary file was given"
+                "no character dictionary: the recogniser has no 'character' metadata and no "
+                "dictionary was given; pass dictionary=CharDictionary.from_file(<the model's .txt>)"
             )
         self.detector = TextDetector(det, mean=det_mean, std=det_std)
         self.recogniser = TextRecogniser(rec, chosen)

@@ -32,12 +32,14 @@ from services.component_files import (
     WeightCandidates,
     candidate_files,
     find_component,
+    missing_files,
 )
 from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info, per_channel
-from services.ocr.dictionary import CharDictionary
+from services.ocr.dictionary import CharDictionary, DictionaryError
 from services.ocr.params import OcrParams
 from services.ocr.pipeline import OcrPipeline, dictionary_from_session
 from services.runtimes.base import Session
+from services.runtimes.onnx import open_onnx
 
 DET_NAMES = ("detection", "det")
 REC_NAMES = ("recognition", "rec")
@@ -56,6 +58,7 @@ class OcrModelFiles:
     recogniser: Path
     classifier: Path | None
     dictionary: Path | None  # None = the recogniser's metadata must carry it
+    dictionary_names: tuple[str, ...] = DICT_NAMES  # the file names looked for (for errors)
     default_params: OcrParams = OcrParams()
     det_mean: tuple[float, float, float] = DEFAULT_DET_NORM[0]
     det_std: tuple[float, float, float] = DEFAULT_DET_NORM[1]
@@ -64,8 +67,7 @@ class OcrModelFiles:
     def missing(self) -> list[str]:
         """The chosen weight files not on disk (yet), relative to the folder. A dictionary that
         is absent is not listed: the recogniser's metadata may carry it (checked on load)."""
-        chosen = (self.detector, self.recogniser, self.classifier)
-        return [p.relative_to(self.folder).as_posix() for p in chosen if p is not None and not p.is_file()]
+        return missing_files(self.folder, (self.detector, self.recogniser, self.classifier))
 
 
 def resolve_ocr_model(
@@ -94,7 +96,8 @@ def resolve_ocr_model(
         else None
     )
     assert detector is not None and recogniser is not None
-    dictionary = _dictionary(folder, rec_cfg)
+    dictionary_names = _dictionary_names(rec_cfg)
+    dictionary = _dictionary(folder, dictionary_names)
     mean, std = DEFAULT_DET_NORM
     if "mean" in det_cfg or "std" in det_cfg:
         mean = _triple(det_cfg.get("mean", mean), "detection.mean")
@@ -106,6 +109,7 @@ def resolve_ocr_model(
         recogniser=recogniser.path,
         classifier=classifier.path if classifier else None,
         dictionary=dictionary,
+        dictionary_names=dictionary_names,
         default_params=_params(det_cfg, rec_cfg, cls_cfg),
         det_mean=mean,
         det_std=std,
@@ -121,6 +125,8 @@ def build_ocr_pipeline(
     dictionary = dictionary_from_session(rec_session)
     if dictionary is None and files.dictionary is not None:
         dictionary = CharDictionary.from_file(files.dictionary)
+    if dictionary is None:
+        raise DictionaryError(_no_dictionary(files))
     return OcrPipeline(
         det_session,
         rec_session,
@@ -141,15 +147,9 @@ def open_ocr_pipeline(
     open_session: SessionOpener | None = None,
 ) -> OcrPipeline:
     files = resolve_ocr_model(folder, precision=precision, use_classifier=use_classifier)
-    opener = open_session or _onnx
+    opener = open_session or open_onnx
     cls = opener(files.classifier) if files.classifier else None
     return build_ocr_pipeline(files, opener(files.detector), opener(files.recogniser), cls)
-
-
-def _onnx(path: Path) -> Session:
-    from services.runtimes.onnx import OnnxSession
-
-    return OnnxSession(path)
 
 
 def _component(
@@ -236,22 +236,35 @@ def _params(det: Mapping[str, Any], rec: Mapping[str, Any], cls: Mapping[str, An
     return replace(OcrParams(), **values)
 
 
-def _dictionary(folder: Path, rec_cfg: Mapping[str, Any]) -> Path | None:
-    """The dictionary file, or None (then the recogniser's metadata must carry it)."""
+DICT_PLACES = ("", "onnx/", "recognition/")  # where in the folder a dictionary file may be
+DICT_CONFIG_KEY = "task_metadata.tasks.ocr.recognition.character_dict_path"
+
+
+def _dictionary_names(rec_cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """The dictionary file names to look for: the configured one first, then the usual ones."""
     named = rec_cfg.get("character_dict_path")
     names = [str(named)] if isinstance(named, str) and named.strip() else []
-    names += [n for n in DICT_NAMES if n not in names]
+    return tuple(names + [n for n in DICT_NAMES if n not in names])
+
+
+def _dictionary(folder: Path, names: tuple[str, ...]) -> Path | None:
+    """The dictionary file, or None (then the recogniser's metadata must carry it)."""
     for name in names:
         base = Path(name).name
-        for candidate in (
-            folder / name,
-            folder / base,
-            folder / "onnx" / base,
-            folder / "recognition" / base,
-        ):
+        for candidate in (folder / name, *(folder / place / base for place in DICT_PLACES)):
             if candidate.is_file():
                 return candidate
     return None
+
+
+def _no_dictionary(files: OcrModelFiles) -> str:
+    places = ", ".join(f"{place or './'}" for place in DICT_PLACES)
+    return (
+        f"no character dictionary for the OCR model in {files.folder}: its recogniser "
+        f"{files.recogniser.name} has no 'character' metadata and none of "
+        f"{', '.join(files.dictionary_names)} is in the folder ({places}); put the model's "
+        f"dictionary file there, or name it in model_info.json at {DICT_CONFIG_KEY}"
+    )
 
 
 def _triple(value: Any, path: str) -> tuple[float, float, float]:

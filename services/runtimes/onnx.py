@@ -175,6 +175,12 @@ class OnnxSession:
         self._session = None  # type: ignore[assignment]
 
 
+def open_onnx(path: Path) -> OnnxSession:
+    """An onnxruntime session on ``path`` with the default options (the standalone helpers'
+    opener, e.g. :func:`services.face.resolve.open_face_pipeline`). Blocking."""
+    return OnnxSession(path)
+
+
 def _info(arg: object) -> TensorInfo:
     shape = tuple(getattr(arg, "shape", ()) or ())
     ort_type = str(getattr(arg, "type", ""))

@@ -243,3 +243,13 @@ async def test_raw_rgb_input_embeds_like_the_encoded_image(tiny_clip, host_facto
     encoded = await host.infer(_req("clip_image_embed", png, "image/png"))
     assert raw.data["vector"] == pytest.approx(encoded.data["vector"], abs=1e-6)
     assert "application/x.rgb+uint8" in host.capabilities()[0].tasks[1].input_mimes
+
+
+async def test_an_unloaded_model_says_so_when_used(tiny_clip, host_factory):
+    host = host_factory([tiny_clip.service_spec()])
+    await host.infer(_req("semantic_text_embed", b"load it"))
+    model = host.model_slots("clip")["default"].instance
+    tensor = model.prepare_image(image_bytes(), "image/png")
+    model.close()
+    with pytest.raises(RuntimeError, match="was unloaded"):
+        model.encode_images([tensor])

@@ -120,6 +120,32 @@ async def test_lru_evicts_the_least_recently_used(tmp_path, host_factory):
     assert len([s for s in slots.values() if s.state is ServiceState.READY]) == 2
 
 
+async def test_loads_above_the_limit_give_way_as_soon_as_their_models_are_idle(tmp_path, host_factory):
+    models = [write_clip_model(tmp_path, name=f"m{i}", seed=i) for i in range(3)]
+    spec = ServiceSpec(
+        name="clip",
+        models=tuple(m.model_spec(alias=f"a{i}") for i, m in enumerate(models)),
+        default_model="a0",
+    )
+    recorder = SessionRecorder(delay_s=0.05)
+    host = host_factory([spec], registry={"clip": recorder.factory(ClipService)}, max_loaded_models=1)
+    slots = host.model_slots("clip")
+    requests = [
+        InferenceRequest("semantic_image_embed", image_bytes(), "image/png", {"model": alias})
+        for alias in slots
+    ]
+    results = await asyncio.gather(*[host.infer(r) for r in requests])  # all three load at once
+    assert [r.data["model_id"] for r in results] == ["m0", "m1", "m2"]
+    assert all(s.loads == 1 for s in slots.values())
+    ready = [a for a, s in slots.items() if s.state is ServiceState.READY]
+    assert len(ready) == 1  # the bound holds again once the requests are done
+    for _ in range(200):  # the others are closed in the executor
+        if sum(s.closed for s in recorder.of("vision")) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sum(s.closed for s in recorder.of("vision")) == 2
+
+
 async def test_concurrent_image_requests_are_batched(tiny_clip, host_factory):
     recorder = SessionRecorder(delay_s=0.05)
     host = host_factory(
@@ -220,8 +246,8 @@ async def test_hold_pins_a_state_and_release_rechecks(tmp_path, host_factory):
     with pytest.raises(ServiceUnavailable, match="downloading: 3 of 5 files"):
         await host.infer(_image())
     write_clip_model(tmp_path / "cache")  # the download completes
-    host.hold("clip", None)
-    assert host.statuses()[0].state is ServiceState.NOT_LOADED
+    host.hold("clip", None)  # the files are checked again off the loop ...
+    await wait_for_state(host, "clip", ServiceState.NOT_LOADED)  # ... and announced once
     assert [s.state for s in seen] == [ServiceState.DOWNLOADING, ServiceState.NOT_LOADED]
     assert (await host.infer(_image())).data["dim"] == model.dim
 

@@ -175,6 +175,9 @@ async def test_a_recogniser_without_any_dictionary_fails_to_load_saying_so(tmp_p
             await host.infer(_req(photo_bytes(EN)))
         status = host.statuses()[0]
         assert status.state is ServiceState.FAILED and "no character dictionary" in status.reason
+        assert str(folder) in status.reason  # where it looked ...
+        assert "ppocr_keys_v1.txt" in status.reason and "ppocrv5_dict.txt" in status.reason  # ... for what
+        assert "task_metadata.tasks.ocr.recognition.character_dict_path" in status.reason  # ... the fix
     finally:
         await host.stop()
 
@@ -200,7 +203,9 @@ async def test_rknn_is_refused_with_the_reason(tmp_path, monkeypatch):
     spec = service_spec("ocr", OCR_MODEL, tmp_path, runtime="rknn", rknn_device="rk3588")
     host = ServiceHost([spec], HostSettings())
     try:
-        assert "RKNN runs only on aarch64 Linux" in host.statuses()[0].reason  # this machine
+        # on any machine (here: not even aarch64) the service's own limit is the reason
+        assert "the ocr service cannot run PP-OCR on RKNN" in host.statuses()[0].reason
+        assert "aarch64" not in host.statuses()[0].reason
     finally:
         await host.stop()
     # on a board (the RKNN library edge replaced): PP-OCR's dynamic shapes are the reason

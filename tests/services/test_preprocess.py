@@ -132,3 +132,22 @@ def test_hub_preprocess_block_wins_and_bad_values_are_named(tmp_path):
     )
     with pytest.raises(ValueError, match=r"resize_mode 'zoom' is not one of shortest, squash, longest"):
         read_clip_config(tmp_path, plain)
+
+
+def test_an_rgb_image_is_not_copied_to_rgb_first(monkeypatch):
+    pre = ImagePreprocess(8, 8, resize_mode="squash")
+    rgb = Image.new("RGB", (32, 16), (200, 100, 50))
+    grey = rgb.convert("L")
+    expected_grey = pre.to_tensor(grey)
+    converted: list[str] = []
+    original = Image.Image.convert
+
+    def convert(self, mode=None, *args, **kwargs):
+        converted.append(f"{self.mode}->{mode}")
+        return original(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", convert)
+    tensor = pre.to_tensor(rgb)
+    assert converted == []  # no full-size copy of an image that is RGB already
+    assert tensor.shape == (3, 8, 8)
+    assert np.allclose(pre.to_tensor(grey), expected_grey) and converted == ["L->RGB"]
