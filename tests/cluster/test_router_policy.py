@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.core.cluster.router import (
-    CHUNK_BYTES,
     MAX_COOLDOWN_S,
     Local,
     Router,
     local_verdict,
-    request_messages,
 )
 from app.core.events import PeerInfo, PeerService
-from app.core.grpc.chunks import ChunkAssembler
+from app.core.grpc.chunks import CHUNK_BYTES, ChunkAssembler, request_messages
 from app.core.grpc.host_view import HostView
 from app.core.tasks import TaskTracker
 from services.api import CapabilityInfo, InferenceRequest, ServiceState, TaskSpec
@@ -164,7 +162,7 @@ def test_forwarded_requests_are_sent_as_the_sdk_sends_them(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     request = InferenceRequest("semantic_image_embed", payload, "image/webp", {"service": "clip"})
     meta = {"service": "clip", "lumen.hop": "1"}
-    messages = list(request_messages(request, "", meta))
+    messages = list(request_messages(request.task, request.payload, request.mime, meta))
     if size <= MiB:
         assert len(messages) == 1 and messages[0].total == 0 and messages[0].payload == payload
     else:
