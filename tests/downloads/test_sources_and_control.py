@@ -164,6 +164,24 @@ async def test_the_local_folder_source_needs_no_network(tmp_path, hf):
     assert cached(config) == {p: files[p] for p in EXPECTED}
 
 
+async def test_the_local_folder_never_replaces_a_verified_cached_copy_of_the_same_size(tmp_path, hf):
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    assert (await run_download(make_config(tmp_path, hf=hf))).result.ok  # verified from the hub
+    folder = tmp_path / "usb" / MODEL
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+    damaged = bytearray(files[VISION])
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte on the stick, same size
+    (folder / VISION).write_bytes(bytes(damaged))
+    config = make_config(tmp_path, hf=hf, local_dir=str(tmp_path / "usb"))
+    run = await run_download(config)
+    assert run.result.ok, run.result.error
+    assert run.result.bytes_fetched == len(files["model_info.json"])  # read first; no weights copied again
+    assert cached(config) == {p: files[p] for p in EXPECTED}  # the hub's bytes are kept
+
+
 # ------------------------------------------------------------------------------------ disk space
 
 

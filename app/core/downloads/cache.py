@@ -134,6 +134,14 @@ class ModelCache:
         except OSError:
             return False
 
+    def recorded_digest(self, model: str, remote: RemoteFile) -> str | None:
+        """The SHA-256 recorded for the cached copy of ``remote.path`` when that copy has
+        ``remote``'s size (whatever source it came from), without hashing."""
+        record = (self.read_manifest(model) or {}).get("files", {}).get(remote.path)
+        if not isinstance(record, dict) or record.get("size") != remote.size or not record.get("sha256"):
+            return None
+        return str(record["sha256"]) if self._has_size(model, remote) else None
+
     def adopt(self, model: str, remote: RemoteFile) -> str | None:
         """For a file in the cache without a record (copied by hand, an older node): hash it and
         return its SHA-256 if it matches ``remote``'s. Hashes the whole file."""

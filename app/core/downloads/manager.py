@@ -470,6 +470,10 @@ class DownloadManager:
             digest = None
             if not job.force:
                 digest = self.cache.cached_digest(job.model, remote) or self.cache.adopt(job.model, remote)
+                if not digest and not remote.sha256 and not remote.git_sha1:
+                    # a source without hashes (the local folder) cannot prove its copy is better
+                    # than a cached one of the same size that was verified: keep that (--force copies)
+                    digest = self.cache.recorded_digest(job.model, remote)
             if digest:
                 cached[remote.path] = digest
             else:

@@ -1,7 +1,8 @@
 """A folder on disk holding ``<model>/...`` trees (a USB stick, a NAS share) for air-gapped users.
 
 No hashes exist here; files are checked by size, hashed while copied, and the hash is recorded
-in the cache manifest like any other download.
+in the cache manifest like any other download. Lacking hashes, this source never replaces a cached
+file of the same size that has a recorded hash (the manager's plan; ``--force`` does).
 """
 
 from __future__ import annotations
