@@ -223,7 +223,7 @@ class ServiceHost:
         slot = self._pick_model(hosted, request)
         hosted.in_flight += 1
         try:
-            async with self._manager.lease(slot) as lease:
+            async with self._manager.lease(slot, task.spec.name) as lease:
                 async for result in self._invoke(task, request, lease):
                     yield result
         finally:

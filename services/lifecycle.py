@@ -12,8 +12,9 @@ and dynamic batching.
 * Inference runs in an executor, at most ``max_concurrency_per_model`` calls at once per model.
 * :meth:`ModelLease.batched` collects concurrent items for one batch function: a batch starts
   when ``batch_max_size`` items wait, or ``batch_max_wait_ms`` after the first arrived, or at
-  once when no other request holding the model is still on its way (a lone request never
-  waits); it is taken only once a concurrency slot is free, so items arriving meanwhile join it.
+  once when no other request of the tasks that use that batch is still on its way (a lone
+  request never waits, nor does a text query while images are being decoded); it is taken
+  only once a concurrency slot is free, so items arriving meanwhile join it.
 
 Checks, loading, preprocessing and inference never run on the event loop (the one exception:
 the first check of a host built before its loop runs).
@@ -28,7 +29,7 @@ import gc
 import logging
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -65,12 +66,14 @@ class ModelSlot:
     instance: LoadedModel | None = None
     runtime: str = ""
     active: int = 0
+    active_by_task: Counter[str] = field(default_factory=Counter)  # leases held, per task name
     last_used: float = 0.0
     load_task: asyncio.Task[None] | None = None
     check_task: asyncio.Task[None] | None = None
     predicted_runtime: str = ""  # the runtime label before a load, found by the last check
     idle_handle: asyncio.TimerHandle | None = None
     batchers: dict[str, Batcher] = field(default_factory=dict)
+    batch_tasks: dict[str, set[str]] = field(default_factory=dict)  # batch key -> tasks seen using it
     loads: int = 0  # how many times it was loaded (for tests and logs)
     removed: bool = False  # no longer configured: unloaded as soon as nobody holds it
 
@@ -86,9 +89,10 @@ class ModelSlot:
 class ModelLease:
     """A handler's handle on a loaded model (valid while the handler runs)."""
 
-    def __init__(self, manager: ModelManager, slot: ModelSlot) -> None:
+    def __init__(self, manager: ModelManager, slot: ModelSlot, task: str = "") -> None:
         self._manager = manager
         self._slot = slot
+        self.task = task
         assert slot.instance is not None
         self.model: Any = slot.instance
         self.spec = slot.spec
@@ -105,7 +109,12 @@ class ModelLease:
 
     async def batched(self, key: str, fn: Callable[[list[Any]], Sequence[T]], item: Any) -> T:
         """Submit ``item`` to the batch function ``fn(items) -> results`` (one result per item,
-        in order). Concurrent submissions under the same ``key`` are run as one batch."""
+        in order). Concurrent submissions under the same ``key`` are run as one batch.
+
+        A batch waits for more items only while requests of the tasks that submit under ``key``
+        are still on their way: a text query is not held back by images being decoded."""
+        tasks = self._slot.batch_tasks.setdefault(key, set())
+        tasks.add(self.task)
         batcher = self._slot.batchers.get(key)
         if batcher is None:
             settings = self._manager.settings
@@ -117,7 +126,7 @@ class ModelLease:
                 run=self._manager.executor_future,
                 spawn=self._manager.tasks.spawn,
                 name=f"{self._slot.key}:{key}",
-                callers=lambda slot=self._slot: slot.active,
+                callers=lambda slot=self._slot, tasks=tasks: sum(slot.active_by_task[t] for t in tasks),
                 runs_at_once=self._manager.batch_runs_at_once(self._slot),
             )
             self._slot.batchers[key] = batcher
@@ -379,15 +388,19 @@ class ModelManager:
     # ------------------------------------------------------------------ leases and loading
 
     @asynccontextmanager
-    async def lease(self, slot: ModelSlot) -> AsyncIterator[ModelLease]:
+    async def lease(self, slot: ModelSlot, task: str = "") -> AsyncIterator[ModelLease]:
         slot.active += 1  # counted while it waits for the load too: the model is not idle
+        slot.active_by_task[task] += 1
         try:
             await self.ensure_loaded(slot)
             self._cancel_idle(slot)
             slot.last_used = time.monotonic()
-            yield ModelLease(self, slot)
+            yield ModelLease(self, slot, task)
         finally:
             slot.active -= 1
+            slot.active_by_task[task] -= 1
+            if not slot.active_by_task[task]:
+                del slot.active_by_task[task]
             slot.last_used = time.monotonic()
             if slot.active == 0 and slot.removed:
                 self._unload_soon(slot)

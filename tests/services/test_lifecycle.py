@@ -211,10 +211,42 @@ async def test_on_a_small_cpu_machine_image_batches_take_turns_and_text_runs_bes
     while not vision.running:
         await asyncio.sleep(0.005)
     await host.infer(InferenceRequest("semantic_text_embed", b"a query while images run"))
-    assert vision.running  # the text query did not wait for the image batches to end
+    assert not images.done()  # the text query did not wait for the image batches to end
     await images
     assert vision.max_running == 1  # a second image batch would only have slowed the first
     assert text.max_running == 1
+
+
+async def test_a_text_query_does_not_wait_for_a_fuller_batch_while_images_are_decoding(
+    tiny_clip, host_factory
+):
+    import threading
+
+    host = host_factory([tiny_clip.service_spec()], batch_max_size=8, batch_max_wait_ms=30_000)
+    await host.infer(_image())  # loaded
+    model = host.model_slots("clip")["default"].instance
+    decoding, release = threading.Semaphore(0), threading.Event()
+    prepare = model.prepare_image
+
+    def slow_prepare(*args):
+        decoding.release()
+        release.wait(30)
+        return prepare(*args)
+
+    model.prepare_image = slow_prepare
+    images = asyncio.gather(*[host.infer(_image(i)) for i in range(2)])
+    try:
+        for _ in range(2):
+            await asyncio.to_thread(decoding.acquire)  # both image requests hold the model
+        text = asyncio.ensure_future(host.infer(InferenceRequest("semantic_text_embed", b"a cat")))
+        done, _ = await asyncio.wait({text}, timeout=10)
+        # the images still decoding are not text requests: the query ran without waiting the
+        # 30 s batch window for them
+        assert text in done and not release.is_set()
+        assert len(text.result().data["vector"]) == 8
+    finally:
+        release.set()
+        await images
 
 
 async def test_queue_bound_gives_overloaded(tiny_clip, host_factory):
