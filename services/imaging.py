@@ -85,10 +85,18 @@ def decode_image(
     mime: str = "",
     limits: ImageLimits = ImageLimits(),
     meta: Mapping[str, str] | None = None,
+    *,
+    reduce_to: int = 0,
 ) -> Image.Image:
     """Decode ``data`` into an RGB image (EXIF orientation applied). ``mime`` is advisory:
     the bytes decide the format, but a non-image mime is refused. Raw RGB pixels are read
-    when ``mime`` is :data:`RGB_TENSOR_MIME` or ``meta["input_format"]`` is ``rgb_tensor``."""
+    when ``mime`` is :data:`RGB_TENSOR_MIME` or ``meta["input_format"]`` is ``rgb_tensor``.
+
+    ``reduce_to`` (pixels, 0 = off) lets a JPEG be decoded at 1/2, 1/4 or 1/8 scale by libjpeg
+    itself as long as both sides stay at least that long: a caller that will shrink the image
+    to 224 px asks for 448 and a 12 MP photo decodes about four times faster, with the same
+    pixels after the caller's resize to within a fraction of an 8-bit level. Other formats
+    and smaller JPEGs decode at full size."""
     meta = meta or {}
     base = mime.split(";", 1)[0].strip().lower()
     if len(data) > limits.max_bytes:
@@ -121,6 +129,8 @@ def decode_image(
                 f"the image is {width}x{height} pixels; at most {limits.max_pixels} pixels and "
                 f"{limits.max_side} per side are accepted"
             )
+        if reduce_to > 0:
+            image.draft(None, (reduce_to, reduce_to))  # a no-op but for JPEG
         try:
             image.load()
             image = ImageOps.exif_transpose(image) or image

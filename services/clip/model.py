@@ -293,8 +293,12 @@ class ClipModel:
     def prepare_image(
         self, payload: bytes, mime: str = "", meta: Mapping[str, str] | None = None
     ) -> np.ndarray:
-        """Decode + preprocess one image → ``[3, H, W]`` float32."""
-        return self.preprocess.to_tensor(decode_image(payload, mime, self.image_limits, meta))
+        """Decode + preprocess one image → ``[3, H, W]`` float32. A large JPEG is decoded at
+        a reduced scale that keeps at least twice the model's input size (the resize that
+        follows would throw those pixels away anyway)."""
+        pre = self.preprocess
+        reduce_to = 2 * max(pre.width, pre.height)
+        return pre.to_tensor(decode_image(payload, mime, self.image_limits, meta, reduce_to=reduce_to))
 
     def encode_images(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.vision is None:

@@ -90,7 +90,13 @@ class ImagePreprocess:
     def to_tensor(self, image: Image.Image) -> np.ndarray:
         """``image`` (RGB) → float32 array ``[3, height, width]``, normalised."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies, even RGB
-        pixels = np.asarray(self.resize(rgb), dtype=np.float32) / np.float32(255.0)
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+        pixels = np.asarray(self.resize(rgb)).transpose(2, 0, 1)  # uint8 CHW view
+        # (p / 255 - mean) / std as one multiply-add written straight into the CHW result
+        # (equal to the three-step form within float32 rounding; a quarter of its time)
+        std = np.asarray(self.std, dtype=np.float64)
+        scale = (1.0 / (255.0 * std)).astype(np.float32)[:, None, None]
+        offset = (-np.asarray(self.mean, dtype=np.float64) / std).astype(np.float32)[:, None, None]
+        out = np.empty(pixels.shape, dtype=np.float32)
+        np.multiply(pixels, scale, out=out)
+        out += offset
+        return out

@@ -245,6 +245,26 @@ async def test_raw_rgb_input_embeds_like_the_encoded_image(tiny_clip, host_facto
     assert "application/x.rgb+uint8" in host.capabilities()[0].tasks[1].input_mimes
 
 
+async def test_a_large_jpeg_is_decoded_smaller_with_nearly_the_same_input_tensor(tiny_clip, host_factory):
+    import io
+
+    host = host_factory([tiny_clip.service_spec()])
+    await host.infer(_req("semantic_text_embed", b"load it"))
+    model = host.model_slots("clip")["default"].instance
+    h, w = 1200, 1800  # photo-like: smooth shapes and some sensor noise
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xx / w * 255, yy / h * 255, 128 + 100 * np.sin(xx / 90) * np.cos(yy / 70)], axis=-1)
+    noisy = base + np.random.default_rng(1).normal(0, 6, base.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB").save(out, "JPEG", quality=92)
+    full = model.preprocess.to_tensor(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
+    got = model.prepare_image(out.getvalue(), "image/jpeg")  # decoded at 900 x 600 (>= 2 x 224)
+    # one 8-bit level is 1 / 255 / std ~ 0.015 here: on average a small fraction of one
+    assert got.shape == full.shape and not np.array_equal(got, full)  # not the full-size decode
+    assert float(np.abs(got - full).mean()) < 0.005
+    assert float(np.abs(got - full).max()) < 0.1
+
+
 async def test_an_unloaded_model_says_so_when_used(tiny_clip, host_factory):
     host = host_factory([tiny_clip.service_spec()])
     await host.infer(_req("semantic_text_embed", b"load it"))

@@ -49,6 +49,16 @@ def test_exif_orientation_is_applied():
     assert np.array_equal(np.asarray(decoded), expected)
 
 
+def test_a_large_jpeg_may_be_decoded_at_a_reduced_scale_that_keeps_the_asked_size():
+    raw = image_bytes(1000, 600, fmt="JPEG", exif_orientation=6)  # displayed 600 x 1000
+    assert decode_image(raw, "image/jpeg").size == (600, 1000)
+    # 1/2 keeps both sides >= 250 (1/4 would give 150); the EXIF rotation still applies
+    assert decode_image(raw, "image/jpeg", reduce_to=250).size == (300, 500)
+    assert decode_image(raw, "image/jpeg", reduce_to=100).size == (150, 250)  # 1/4
+    assert decode_image(raw, "image/jpeg", reduce_to=700).size == (600, 1000)  # 1/2 would be too small
+    assert decode_image(image_bytes(1000, 600), "image/png", reduce_to=100).size == (1000, 600)  # JPEG only
+
+
 def test_mime_is_advisory_but_must_be_an_image():
     png = image_bytes(8, 8, fmt="PNG")
     assert decode_image(png, "image/webp").size == (8, 8)  # the bytes decide the format

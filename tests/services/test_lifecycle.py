@@ -388,3 +388,46 @@ async def test_a_lone_item_runs_at_once_and_a_cancelled_caller_keeps_its_slot_un
     assert await batcher.submit(5) == 50
     assert list(batcher.batch_sizes) == [1, 1, 1]
     pool.shutdown()
+
+
+async def test_a_freed_slot_waits_for_callers_on_their_way_until_the_batches_are_even():
+    """Streams that keep requests coming settle into the split they started with; when the slot
+    frees with fewer items waiting than callers still decoding, the batch waits for some."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.lifecycle import Batcher
+
+    pool = ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+    semaphore = asyncio.Semaphore(1)
+    batches: list[list[str]] = []
+    callers = 2  # requests holding the model for this batch's task
+
+    def work(items: list[str]) -> list[str]:
+        batches.append(list(items))
+        return items
+
+    batcher = Batcher(
+        work,
+        max_size=8,
+        max_wait_s=30.0,  # only a bound: nothing here waits for it
+        semaphore=semaphore,
+        run=lambda fn, *args: loop.run_in_executor(pool, fn, *args),
+        spawn=lambda name, coro: asyncio.ensure_future(coro),
+        name="t",
+        callers=lambda: callers,
+    )
+    await semaphore.acquire()  # another batch of the model is running
+    first = [asyncio.ensure_future(batcher.submit(x)) for x in ("a", "b")]
+    await asyncio.sleep(0.05)  # both wait for the slot; no other caller, so no reason to wait more
+    callers = 5  # three more requests arrive and start decoding their images
+    semaphore.release()
+    await asyncio.sleep(0.05)
+    assert batches == []  # 2 waiting, 3 on their way: it waits for one more
+    third = asyncio.ensure_future(batcher.submit("c"))
+    assert await asyncio.gather(*first, third) == ["a", "b", "c"]
+    assert batches == [["a", "b", "c"]]  # 3 + the 2 still on their way, not 2 + 3
+    callers = 2
+    assert await asyncio.gather(batcher.submit("d"), batcher.submit("e")) == ["d", "e"]
+    assert batches[-1] == ["d", "e"]
+    pool.shutdown()
