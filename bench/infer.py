@@ -10,8 +10,9 @@ generator, then, in one run, side by side on the same JPEG inputs:
 * service  : ``ServiceHost.infer(semantic_image_embed)`` one request at a time (target ≥ 0.95
              of bare), and with 8 concurrent request streams, batched (target ≥ 1.2 of bare);
              with the node's default settings, and again with ``node.cpu_spin_wait: true``
-             (the bare session's onnxruntime default; the node turns spin-waiting off on
-             machines with 4 CPUs or fewer, where it takes cores from the gRPC threads);
+             (the bare session's onnxruntime default: threads keep spinning after a run; by
+             default the node stops them when a run ends on machines with 4 CPUs or fewer,
+             so they leave the cores to the gRPC threads and decoding between requests);
 * memory   : RSS before the model is loaded, after loading it, and after the idle TTL unloaded
              it (target: back within 15 % of before).
 
@@ -265,7 +266,7 @@ async def run(workdir: Path, quick: bool) -> None:
         "",
         f"machine: {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (shared with other work)",
         f"service runtime {runtime}; batch_max_size 8, batch_max_wait_ms 5, max_concurrency 2; "
-        f"spin-waiting by default: {thread_plan().spinning}",
+        f"onnxruntime threads by default: {thread_plan().describe}",
         f"{rounds} paired rounds of {PER_ROUND} images per mode; ratio = median over rounds of mode / "
         "the round's bare runs",
         f"bare onnxruntime loop (default options, spin-waiting): {bare_rate:6.2f} img/s (rounds "

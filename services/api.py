@@ -211,7 +211,7 @@ class HostSettings:
     batch_max_wait_ms: float = 5.0
     execution_providers: tuple[str, ...] = ()  # onnxruntime override; empty = automatic
     intra_op_threads: int = 0  # 0 = automatic
-    spin_wait: bool | None = None  # onnxruntime threads spin-wait; None = automatic (off on <= 4 CPUs)
+    spin_wait: bool | None = None  # onnxruntime spin-waiting; None = auto (within runs only on <= 4 CPUs)
 
 
 StatusListener = Callable[[ServiceStatus], None]

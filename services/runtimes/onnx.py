@@ -6,11 +6,12 @@ onnxruntime itself (it is the same runtime, not a silent fallback to another one
 is logged and reported as :attr:`OnnxSession.runtime` (``onnxrt-cpu``, ``onnxrt-cuda`` ...).
 
 Threads (:func:`thread_plan`): intra-op threads = the configured number, else the CPUs this
-process may use (capped at 8); one inter-op thread; on small machines (4 CPUs or fewer) worker
-threads do not spin-wait (config ``node.cpu_spin_wait`` overrides). Spin-waiting makes one
-model's runs faster (~5 % per image, more for batches, measured in bench/infer.py) but its
-threads then compete with the gRPC threads and other services for the few cores there are
-(the image throughput through gRPC drops from ~1.1 to ~0.9 of in-process on 2 CPUs).
+process may use (capped at 8); one inter-op thread. Worker threads spin-wait between the steps
+of a run (woken from sleep at each parallel step instead, one image of bench/infer.py's model
+took 3-5 % longer); on small machines (4 CPUs or fewer) they stop spinning as soon as the run
+ends (onnxruntime's ``session.force_spinning_stop``), so between requests they leave the few
+cores to the gRPC threads, decoding and other services. Config ``node.cpu_spin_wait``: ``true``
+spins after runs too (onnxruntime's default), ``false`` never spins.
 """
 
 from __future__ import annotations
@@ -100,7 +101,14 @@ def predicted_runtime(requested: Sequence[str] = ()) -> str:
 class ThreadPlan:
     intra_op: int
     inter_op: int
-    spinning: bool
+    spinning: bool  # worker threads spin-wait between the steps of a run
+    spin_after_runs: bool  # ... and keep spinning for a while after a run ends
+
+    @property
+    def describe(self) -> str:
+        if not self.spinning:
+            return "no spinning"
+        return "spinning" if self.spin_after_runs else "spinning within runs"
 
 
 def thread_plan(
@@ -109,8 +117,9 @@ def thread_plan(
     """Thread settings for a session: see the module docstring (``spin_wait`` None = automatic)."""
     cpus = cpus or usable_cpus()
     intra = intra_op_threads if intra_op_threads > 0 else min(cpus, MAX_AUTO_THREADS)
-    spinning = cpus > SMALL_MACHINE_CPUS if spin_wait is None else spin_wait
-    return ThreadPlan(intra_op=intra, inter_op=1, spinning=spinning)
+    if spin_wait is None:
+        return ThreadPlan(intra, 1, spinning=True, spin_after_runs=cpus > SMALL_MACHINE_CPUS)
+    return ThreadPlan(intra, 1, spinning=spin_wait, spin_after_runs=spin_wait)
 
 
 def cpu_runs_at_once(intra_op_threads: int = 0, *, cpus: int | None = None) -> int:
@@ -142,6 +151,8 @@ class OnnxSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not plan.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        elif not plan.spin_after_runs:
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 3
         self.path = Path(path)
         chosen = choose_providers(providers)
@@ -156,12 +167,12 @@ class OnnxSession:
         self.outputs = tuple(_info(o) for o in self._session.get_outputs())
         self.metadata: Mapping[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         log.info(
-            "loaded %s with %s (asked for %s; %d intra-op threads%s)",
+            "loaded %s with %s (asked for %s; %d intra-op threads, %s)",
             self.path,
             active,
             ", ".join(chosen),
             plan.intra_op,
-            "" if plan.spinning else ", no spinning",
+            plan.describe,
         )
 
     def run(

@@ -45,13 +45,14 @@ def test_provider_preference_labels_and_threads():
     assert "AzureExecutionProvider" not in choose_providers()
     assert provider_label("CoreMLExecutionProvider") == "onnxrt-coreml"
     assert provider_label("DmlExecutionProvider") == "onnxrt-directml"
-    small = thread_plan(0, cpus=2)
-    assert (small.intra_op, small.inter_op, small.spinning) == (2, 1, False)
+    small = thread_plan(0, cpus=2)  # spins within a run, stops when it ends
+    assert (small.intra_op, small.inter_op, small.spinning, small.spin_after_runs) == (2, 1, True, False)
     big = thread_plan(0, cpus=32)
-    assert (big.intra_op, big.spinning) == (8, True)
+    assert (big.intra_op, big.spinning, big.spin_after_runs) == (8, True, True)
     assert thread_plan(3, cpus=2).intra_op == 3
-    assert thread_plan(0, cpus=2, spin_wait=True).spinning  # node.cpu_spin_wait overrides
-    assert not thread_plan(0, cpus=32, spin_wait=False).spinning
+    assert thread_plan(0, cpus=2, spin_wait=True).spin_after_runs  # node.cpu_spin_wait overrides
+    never = thread_plan(0, cpus=32, spin_wait=False)
+    assert not never.spinning and not never.spin_after_runs
     # batches of one key side by side: as many as their threads fit in the CPUs
     assert (cpu_runs_at_once(0, cpus=2), cpu_runs_at_once(1, cpus=4), cpu_runs_at_once(0, cpus=32)) == (
         1,
@@ -60,6 +61,28 @@ def test_provider_preference_labels_and_threads():
     )
     with pytest.raises(RuntimeUnavailable, match=r"CUDAExecutionProvider.*this onnxruntime offers"):
         choose_providers(["CUDAExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    ("cpus", "spin_wait", "allow", "stop"),
+    [(2, None, "1", "1"), (16, None, "1", "0"), (2, True, "1", "0"), (16, False, "0", "0")],
+)
+def test_the_session_is_opened_with_the_spin_policy(tiny_clip, monkeypatch, cpus, spin_wait, allow, stop):
+    import services.runtimes.onnx as onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime, "usable_cpus", lambda: cpus)
+    session = onnx_runtime.OnnxSession(tiny_clip.path / "onnx" / "vision.fp32.onnx", spin_wait=spin_wait)
+    options = session._session.get_session_options()
+
+    def entry(key: str, default: str) -> str:  # onnxruntime raises for a key never set
+        try:
+            return options.get_session_config_entry(key)
+        except RuntimeError:
+            return default
+
+    spins = entry("session.intra_op.allow_spinning", "1")  # onnxruntime's defaults: spin,
+    stops = entry("session.force_spinning_stop", "0")  # and keep spinning after a run
+    assert (spins, stops) == (allow, stop)
 
 
 async def test_unavailable_provider_override_fails_the_service(tiny_clip, host_factory):

@@ -300,7 +300,7 @@ class NodeSettings(_Model):
     batch_max_wait_ms: float = Field(default=5.0, ge=0)
     execution_providers: tuple[NonEmptyStr, ...] = ()
     cpu_threads: int = Field(default=0, ge=0)  # threads per model run on the CPU; 0 = automatic
-    cpu_spin_wait: bool | None = None  # None = automatic: off on machines with 4 CPUs or fewer
+    cpu_spin_wait: bool | None = None  # None = automatic: within runs only on 4 CPUs or fewer
     admin_token: NonEmptyStr | None = None
     forwarding: bool = True
     advertise_cluster: bool = False
