@@ -8,6 +8,9 @@ FAILED with that reason: there is never a silent fallback to the CPU.
 ``core_mask`` picks NPU cores on the multi-core SoCs (RK3588: 3 cores, RK3576: 2):
 ``auto`` (default), ``0``, ``1``, ``2``, ``0_1``, ``0_1_2``, ``all``. Single-core SoCs ignore it.
 RKNN graphs carry a fixed input shape; the caller declares ``inputs`` (names, shapes, dtypes).
+One RKNNLite context runs one inference at a time (Rockchip's runtime wants a context per
+thread): a session serialises its runs and its release, so a model allowed two requests at once
+(``max_concurrency_per_model``) never enters the same context from two threads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import platform as _platform
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +149,7 @@ class RknnSession:
                 f"the {self.soc} NPU runtime did not start (code {ret}); is librknnrt.so installed?"
             )
         self._rknn = rknn
+        self._lock = threading.Lock()  # one inference (or the release) in the context at a time
         self.core_mask = mask_key
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs) or (TensorInfo("output", (), "float32"),)
@@ -154,11 +159,12 @@ class RknnSession:
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
     ) -> list[np.ndarray]:
-        if self._rknn is None:
-            raise RuntimeError(f"session for {self.path.name} is closed")
         arrays = [np.ascontiguousarray(feeds[i.name]) for i in self.inputs]
         formats = ["nchw" if a.ndim == 4 else "nhwc" for a in arrays]
-        outs = self._rknn.inference(inputs=arrays, data_format=formats)
+        with self._lock:
+            if self._rknn is None:
+                raise RuntimeError(f"session for {self.path.name} is closed")
+            outs = self._rknn.inference(inputs=arrays, data_format=formats)
         if outs is None:
             raise RuntimeError(f"RKNN inference of {self.path.name} returned no outputs")
         result = [np.asarray(o) for o in outs]
@@ -168,6 +174,7 @@ class RknnSession:
         return [result[names.index(n)] for n in output_names]
 
     def close(self) -> None:
-        if self._rknn is not None:
-            self._rknn.release()
-            self._rknn = None
+        with self._lock:  # after a run in progress, never during it
+            if self._rknn is not None:
+                self._rknn.release()
+                self._rknn = None

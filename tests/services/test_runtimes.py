@@ -156,11 +156,23 @@ class _FakeRKNNLite:
         self.calls.append(("init_runtime", core_mask))
         return 0
 
+    inference_s = 0.0  # how long an inference takes (to see overlapping calls)
+
     def inference(self, inputs, data_format=None):
-        self.calls.append(("inference", [a.shape for a in inputs], data_format))
-        return [inputs[0].reshape(inputs[0].shape[0], -1)[:, :4] * 2.0]
+        import time
+
+        self.inside = getattr(self, "inside", 0) + 1
+        self.most_inside = max(getattr(self, "most_inside", 0), self.inside)
+        try:
+            assert not self.released, "inference on a released context"
+            self.calls.append(("inference", [a.shape for a in inputs], data_format))
+            time.sleep(self.inference_s)
+            return [inputs[0].reshape(inputs[0].shape[0], -1)[:, :4] * 2.0]
+        finally:
+            self.inside -= 1
 
     def release(self):
+        assert not getattr(self, "inside", 0), "released during an inference"
         self.released = True
 
 
@@ -208,6 +220,34 @@ def test_rknn_session_through_the_session_interface(tmp_path, fake_rknnlite):
             core_mask="5",
             board=BoardInfo("Linux", "aarch64", "rk3588"),
         )
+
+
+def test_one_rknn_context_runs_one_inference_at_a_time_and_is_released_after_it(tmp_path, fake_rknnlite):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tmp_path / "vision.rknn"
+    model.write_bytes(b"rknn")
+    inputs = (TensorInfo("pixel_values", (1, 3, 4, 4), "float32"),)
+    board = BoardInfo("Linux", "aarch64", "rk3588")
+    session = RknnSession(model, inputs=inputs, device="rk3588", board=board)
+    rknn = fake_rknnlite.instances[0]
+    rknn.inference_s = 0.05
+    x = {"pixel_values": np.ones((1, 3, 4, 4), np.float32)}
+    with ThreadPoolExecutor(3) as pool:  # e.g. max_concurrency_per_model: 2, and more
+        runs = [pool.submit(session.run, x) for _ in range(3)]
+        while not getattr(rknn, "inside", 0):
+            pass
+        closing = pool.submit(session.close)  # an unload while runs are queued
+        outcomes = []
+        for run in runs:
+            try:
+                outcomes.append(run.result()[0].shape)
+            except RuntimeError as exc:
+                outcomes.append(str(exc))
+        closing.result()
+    assert rknn.most_inside == 1 and rknn.released
+    assert outcomes[0] == (1, 4)  # the run in progress finished before the release
+    assert all(o == (1, 4) or "is closed" in o for o in outcomes)
 
 
 def test_rknn_without_the_library_says_how_to_install(tmp_path, monkeypatch):
