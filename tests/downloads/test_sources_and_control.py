@@ -26,7 +26,7 @@ from tests.downloads.conftest import (
     repo_state,
     run_download,
 )
-from tests.support.fake_hubs import Fault
+from tests.support.fake_hubs import API, Fault
 
 VISION = "onnx/vision.fp16.onnx"
 EXPECTED = {"model_info.json", *SUPPORT, *ONNX_FP16, DATASET}
@@ -374,6 +374,25 @@ async def test_a_refused_file_says_the_repository_is_gated_and_what_to_do(tmp_pa
     assert f"refuses access to '{repo}/{VISION}' (HTTP {status}" in error, error
     assert "gated or private" in error and "accept the licence" in error and "downloads.local_dir" in error
     assert len(hub.data_requests(VISION)) == 1  # a refusal is not retried
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (403, "refuses access to '{repo}' (HTTP 403"),
+        (401, "has no public repository '{repo}' (HTTP 401"),
+        (404, "has no public repository '{repo}' (HTTP 404"),
+    ],
+)
+async def test_a_refused_modelscope_listing_says_why(tmp_path, ms, status, expected):
+    ms.add_repo(MS_REPO, clip_repo())
+    ms.inject(API, Fault(status=status, times=-1))
+    run = await run_download(make_config(tmp_path, region="cn", ms=ms))
+    assert run.result.state is DownloadState.FAILED
+    error = run.result.error
+    assert expected.format(repo=MS_REPO) in error, error
+    assert ("gated or private" in error) == (status == 403)
+    assert (status == 401) == ("or it is private" in error)
 
 
 async def test_a_file_gated_on_one_hub_is_fetched_from_the_other(tmp_path, hf, ms):

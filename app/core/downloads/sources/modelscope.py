@@ -43,10 +43,13 @@ class ModelScopeSource(HubSource):
         try:
             body, _ = self._http.get_json(url, what=what)
         except HttpStatusError as exc:
-            if exc.status in (401, 403, 404):
+            if exc.status == 403:  # it exists but we may not read it
+                raise self._refused(exc, repo, code=_message(exc.body).removeprefix(": ")) from exc
+            if exc.status in (401, 404):  # 401: not public; private ones are not told apart
+                private = ", or it is private" if exc.status == 401 else ""
                 raise RepoNotFound(
-                    f"ModelScope ({self._endpoint}) has no repository {repo!r} (HTTP {exc.status}"
-                    f"{_message(exc.body)}); check the model name and downloads.owners.modelscope"
+                    f"ModelScope ({self._endpoint}) has no public repository {repo!r} (HTTP {exc.status}"
+                    f"{_message(exc.body)}); check the model name and downloads.owners.modelscope{private}"
                 ) from exc
             raise
         if not isinstance(body, dict):
