@@ -381,7 +381,7 @@ async def test_a_refused_file_says_the_repository_is_gated_and_what_to_do(tmp_pa
     [
         (403, "refuses access to '{repo}' (HTTP 403"),
         (401, "has no public repository '{repo}' (HTTP 401"),
-        (404, "has no public repository '{repo}' (HTTP 404"),
+        (404, "has no repository '{repo}' (HTTP 404"),
     ],
 )
 async def test_a_refused_modelscope_listing_says_why(tmp_path, ms, status, expected):

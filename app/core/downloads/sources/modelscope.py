@@ -46,9 +46,9 @@ class ModelScopeSource(HubSource):
             if exc.status == 403:  # it exists but we may not read it
                 raise self._refused(exc, repo, code=_message(exc.body).removeprefix(": ")) from exc
             if exc.status in (401, 404):  # 401: not public; private ones are not told apart
-                private = ", or it is private" if exc.status == 401 else ""
+                public, private = ("public ", ", or it is private") if exc.status == 401 else ("", "")
                 raise RepoNotFound(
-                    f"ModelScope ({self._endpoint}) has no public repository {repo!r} (HTTP {exc.status}"
+                    f"ModelScope ({self._endpoint}) has no {public}repository {repo!r} (HTTP {exc.status}"
                     f"{_message(exc.body)}); check the model name and downloads.owners.modelscope{private}"
                 ) from exc
             raise
