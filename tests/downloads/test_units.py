@@ -145,6 +145,55 @@ async def test_files_placed_by_hand_are_adopted_when_their_hash_matches(tmp_path
     assert cached(config)[ONNX_FP16[0]] == files[ONNX_FP16[0]]
 
 
+async def test_a_cancel_stops_hashing_a_file_placed_by_hand_and_keeps_it(tmp_path, hf, monkeypatch):
+    import hashlib
+    import threading
+    import types
+
+    import app.core.downloads.cache as cache_module
+
+    files = clip_repo()
+    hf.add_repo(HF_REPO, files)
+    config = make_config(tmp_path, hf=hf)
+    folder = config.model_dir(MODEL)
+    (folder / "onnx").mkdir(parents=True)
+    copied = folder / ONNX_FP16[1]
+    copied.write_bytes(files[ONNX_FP16[1]])  # a large file copied by hand, in truth
+    assert len(files[ONNX_FP16[1]]) > 4 * 1024
+    started, go = threading.Event(), threading.Event()
+    blocks: list[int] = []
+
+    class SlowDigest:  # the first block of the hand-copied file takes until the test says go
+        def __init__(self) -> None:
+            self._inner = hashlib.sha256()
+
+        def update(self, block: bytes) -> None:
+            blocks.append(len(block))
+            if len(blocks) == 1:
+                started.set()
+                go.wait(10)
+            self._inner.update(block)
+
+        def hexdigest(self) -> str:
+            return self._inner.hexdigest()
+
+    monkeypatch.setattr(cache_module, "hashlib", types.SimpleNamespace(sha256=SlowDigest))
+    monkeypatch.setattr(cache_module, "HASH_CHUNK", 1024)
+    manager = DownloadManager(config, progress_interval_s=0.02)
+    try:
+        job = manager.submit(ModelRequest(MODEL, (Variant("onnx", "fp16"),)))
+        assert await asyncio.to_thread(started.wait, 10)
+        manager.cancel(MODEL)
+        go.set()
+        result = await job.wait()
+    finally:
+        go.set()
+        await manager.close()
+    assert result.state is DownloadState.CANCELLED
+    assert len(blocks) == 1  # it stopped after the block it was reading, not at the end of the file
+    assert copied.read_bytes() == files[ONNX_FP16[1]]  # nothing deleted
+
+
 async def test_a_request_for_a_model_already_downloading_is_fetched_right_after(tmp_path, hf):
     files = clip_repo()
     hf.add_repo(HF_REPO, files)

@@ -14,10 +14,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from app.core.downloads.selection import MODEL_INFO, ModelRequest, plan_files
 from app.core.downloads.sources.base import RemoteFile
 from app.core.downloads.staging import STAGING_DIR, Staging, prune_empty, safe_relpath
 from services.model_info import ModelInfo, ModelInfoError, WeightFile, load_model_info
+
+log = logging.getLogger(__name__)
 
 INDEX_DIR = ".index"
 MANIFEST_FORMAT = 1
@@ -44,11 +47,14 @@ def check_model_name(model: str) -> str:
     return model
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, on_block: Callable[[int], None] | None = None) -> str:
+    """The file's SHA-256; ``on_block(n)`` after each block read (progress; it may raise to stop)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(HASH_CHUNK):
             digest.update(block)
+            if on_block is not None:
+                on_block(len(block))
     return digest.hexdigest()
 
 
@@ -142,14 +148,19 @@ class ModelCache:
             return None
         return str(record["sha256"]) if self._has_size(model, remote) else None
 
-    def adopt(self, model: str, remote: RemoteFile) -> str | None:
+    def adopt(
+        self, model: str, remote: RemoteFile, on_block: Callable[[int], None] | None = None
+    ) -> str | None:
         """For a file in the cache without a record (copied by hand, an older node): hash it and
-        return its SHA-256 if it matches ``remote``'s. Hashes the whole file."""
+        return its SHA-256 if it matches ``remote``'s. Hashes the whole file, calling
+        ``on_block`` after each block (which may raise to stop: a cancel or pause)."""
         if not remote.sha256:
             return None
         if not self._has_size(model, remote):
             return None
-        digest = file_sha256(self.model_dir(model) / safe_relpath(remote.path))
+        what = f"{model}/{remote.path}"
+        log.info("checking %s (%d bytes, no download record) against its SHA-256", what, remote.size)
+        digest = file_sha256(self.model_dir(model) / safe_relpath(remote.path), on_block)
         return digest if digest == remote.sha256 else None
 
     def check(self, request: ModelRequest) -> CacheCheck:

@@ -469,7 +469,11 @@ class DownloadManager:
         for remote in remotes:
             digest = None
             if not job.force:
-                digest = self.cache.cached_digest(job.model, remote) or self.cache.adopt(job.model, remote)
+                digest = self.cache.cached_digest(job.model, remote) or self.cache.adopt(
+                    job.model,
+                    remote,
+                    lambda _: job.control.check(),  # a cancel stops a long hash
+                )
                 if not digest and not remote.sha256 and not remote.git_sha1:
                     # a source without hashes (the local folder) cannot prove its copy is better
                     # than a cached one of the same size that was verified: keep that (--force copies)
