@@ -48,7 +48,7 @@ from PIL import Image  # noqa: E402
 from services.api import HostSettings, InferenceRequest, ServiceState  # noqa: E402
 from services.clip.preprocess import ImagePreprocess  # noqa: E402
 from services.host import ServiceHost  # noqa: E402
-from services.lifecycle import release_free_memory  # noqa: E402
+from services.memory import release_free_memory  # noqa: E402
 from services.runtimes.onnx import thread_plan  # noqa: E402
 from tests.support.tiny_models import vit_vision_graph, write_clip_model  # noqa: E402
 

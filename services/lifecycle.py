@@ -23,11 +23,9 @@ the first check of a host built before its loop runs).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import gc
 import logging
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -37,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.api import HostSettings, ModelSpec, ServiceState, ServiceUnavailable
+from services.memory import release_free_memory
 from services.runtimes.base import RuntimeUnavailable
 from services.service import LoadedModel, ModelUnavailable, Service
 from services.tasks import TaskTracker
@@ -491,7 +490,7 @@ class ModelManager:
     async def _load_in_executor(self, slot: ModelSlot) -> LoadedModel:
         """``service.load`` in the inference executor. Cancelled (the host is closing), the
         thread still finishes the load: the model it returns is closed there and then."""
-        future = self._pools()[0].submit(slot.service.load, slot.spec)
+        future = self._pools()[0].submit(_load_and_release, slot.service, slot.spec)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -536,27 +535,30 @@ class ModelManager:
 
     async def unload(self, slot: ModelSlot) -> None:
         """Unload ``slot`` now (it must not be in use)."""
-        instance = self._detach(slot)
-        if instance is not None:
-            await self._close(slot, instance)
+        held = self._detach(slot)
+        if held:
+            await self._close(slot, held)
 
     def _unload_soon(self, slot: ModelSlot) -> None:
         """Unload an unused ``slot``: detached at once, in the same step that saw it unused (a
         request arriving later loads it again instead of getting a model being closed)."""
-        instance = self._detach(slot)
-        if instance is not None:
-            self.tasks.spawn(f"unload:{slot.key}", self._close(slot, instance))
+        held = self._detach(slot)
+        if held:
+            self.tasks.spawn(f"unload:{slot.key}", self._close(slot, held))
 
-    def _detach(self, slot: ModelSlot) -> LoadedModel | None:
+    def _detach(self, slot: ModelSlot) -> list[LoadedModel]:
+        """Take the loaded model off ``slot``: in a one-item list (empty if none), which the close
+        empties — the only reference left, so the model is freed *before* memory is handed back."""
         self._cancel_idle(slot)
-        instance, slot.instance = slot.instance, None
-        slot.batchers.clear()
+        held = [slot.instance] if slot.instance is not None else []
+        slot.instance = None
+        slot.batchers.clear()  # their batch functions are bound to the model
         if slot.state is ServiceState.READY:
             self._set(slot, ServiceState.NOT_LOADED, "")
-        return instance
+        return held
 
-    async def _close(self, slot: ModelSlot, instance: LoadedModel) -> None:
-        await self.in_executor(_close_and_release, instance)
+    async def _close(self, slot: ModelSlot, held: list[LoadedModel]) -> None:
+        await self.in_executor(_close_and_release, held)
         log.info("unloaded %s", slot.key)
 
     # ------------------------------------------------------------------ idle TTL
@@ -676,22 +678,22 @@ def _close_abandoned(key: str, future: Future[LoadedModel]) -> None:
         return
     log.info("closing %s: loaded after the host stopped waiting for it", key)
     try:
-        _close_and_release(future.result())
+        _close_and_release([future.result()])
     except Exception:  # nobody waits for this callback: say it here
         log.exception("closing %s (loaded after the host stopped waiting) failed", key)
 
 
-def _close_and_release(instance: LoadedModel) -> None:
+def _load_and_release(service: Service, spec: ModelSpec) -> LoadedModel:
+    """Load, then hand the load's freed temporaries back to the OS (services.memory)."""
+    instance = service.load(spec)
+    release_free_memory()
+    return instance
+
+
+def _close_and_release(held: list[LoadedModel]) -> None:
+    """Close the model in ``held`` (taking it out), free it, hand the memory back to the OS."""
+    instance = held.pop()
     instance.close()
-    del instance
+    del instance  # the last reference: tokenizer, datasets and the rest go now, not after the trim
     gc.collect()
     release_free_memory()
-
-
-def release_free_memory() -> None:
-    """Ask the C allocator to hand freed memory back to the OS (glibc ``malloc_trim``)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
