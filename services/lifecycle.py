@@ -238,19 +238,11 @@ class Batcher:
             raise
 
     async def _dispatch_pending(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
             deadline = self._pending[0][2] + self._max_wait_s
-            while (
-                len(self._pending) < self._max_size
-                and self._more_may_come()
-                and (remaining := deadline - loop.time()) > 0
-            ):
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+            await self._wait_while(
+                lambda: len(self._pending) < self._max_size and self._more_may_come(), deadline
+            )
             await self._acquire()
             try:
                 await self._balance()
@@ -272,12 +264,15 @@ class Batcher:
         turns, and a small batch runs while most callers decode; equal groups keep the model
         busy with one while the other decodes (8 streams on 2 CPUs: 4 + 4 ran ~15 % faster
         than 2 + 6 or 1 + 7, measured with bench/infer.py's model)."""
+        deadline = asyncio.get_running_loop().time() + self._max_wait_s
+        await self._wait_while(
+            lambda: len(self._pending) < min(self._max_size, self._on_their_way()), deadline
+        )
+
+    async def _wait_while(self, wanted: Callable[[], bool], deadline: float) -> None:
+        """Wait for submissions while ``wanted()`` holds, until the loop time ``deadline``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_wait_s
-        while (
-            len(self._pending) < min(self._max_size, self._on_their_way())
-            and (remaining := deadline - loop.time()) > 0
-        ):
+        while wanted() and (remaining := deadline - loop.time()) > 0:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
