@@ -64,7 +64,6 @@ class ModelSlot:
     failed_at: float = 0.0
     instance: LoadedModel | None = None
     runtime: str = ""
-    active: int = 0
     active_by_task: Counter[str] = field(default_factory=Counter)  # leases held, per task name
     last_used: float = 0.0
     load_task: asyncio.Task[None] | None = None
@@ -75,6 +74,11 @@ class ModelSlot:
     batch_tasks: dict[str, set[str]] = field(default_factory=dict)  # batch key -> tasks seen using it
     loads: int = 0  # how many times it was loaded (for tests and logs)
     removed: bool = False  # no longer configured: unloaded as soon as nobody holds it
+
+    @property
+    def active(self) -> int:
+        """Leases held (counted while they wait for the load too: the model is not idle)."""
+        return sum(self.active_by_task.values())
 
     @property
     def key(self) -> str:
@@ -410,15 +414,13 @@ class ModelManager:
 
     @asynccontextmanager
     async def lease(self, slot: ModelSlot, task: str = "") -> AsyncIterator[ModelLease]:
-        slot.active += 1  # counted while it waits for the load too: the model is not idle
-        slot.active_by_task[task] += 1
+        slot.active_by_task[task] += 1  # counted while it waits for the load too
         try:
             await self.ensure_loaded(slot)
             self._cancel_idle(slot)
             slot.last_used = time.monotonic()
             yield ModelLease(self, slot, task)
         finally:
-            slot.active -= 1
             slot.active_by_task[task] -= 1
             if not slot.active_by_task[task]:
                 del slot.active_by_task[task]
