@@ -53,32 +53,29 @@ def cmd_start(args: argparse.Namespace) -> int:
     config_path: Path = paths.resolve_config_path(args.config)
     if not config_path.exists():
         if args.config is not None or os.environ.get("LUMEN_CONFIG"):
-            print(f"lumen-hub start: no config file at {config_path}", file=sys.stderr)
-            print("Create one with `lumen-hub init clip,face --config PATH`.", file=sys.stderr)
-            return EXIT_FAILURE
+            return _refuse(
+                f"no config file at {config_path}",
+                "Create one with `lumen-hub init clip,face --config PATH`.",
+            )
         cfg = default_config(["clip"], region="other")
         try:
             save_config(cfg, config_path)
         except OSError as exc:
-            print(
-                f"lumen-hub start: cannot write a default config to {config_path}: {exc.strerror}",
-                file=sys.stderr,
+            return _refuse(
+                f"cannot write a default config to {config_path}: {exc.strerror}",
+                "Pass --config PATH (or set LUMEN_CONFIG) to a writable location.",
             )
-            print("Pass --config PATH (or set LUMEN_CONFIG) to a writable location.", file=sys.stderr)
-            return EXIT_FAILURE
         print(f"No config found; wrote a default one (service: clip) to {config_path}", file=sys.stderr)
         print("Edit it, or run `lumen-hub init SERVICES --force` to choose services.", file=sys.stderr)
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
-        print(f"lumen-hub start: {config_path} is not valid:\n{exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _refuse(f"{config_path} is not valid:\n{exc}")
     if args.port is not None:
         try:
             cfg.with_main_port(args.port)
         except ConfigError as exc:
-            print(f"lumen-hub start: --port {args.port}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return _refuse(f"--port {args.port}: {exc}", code=EXIT_USAGE)
 
     level = "DEBUG" if getattr(args, "verbose", False) else cfg.node.log_level
     log_file = setup_logging(level, paths.log_dir())
@@ -87,12 +84,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         node_id = load_or_create_node_id(paths.state_dir())
     except OSError as exc:
-        print(
-            f"lumen-hub start: cannot keep the node id in {paths.state_dir()}: {exc.strerror}",
-            file=sys.stderr,
+        return _refuse(
+            f"cannot keep the node id in {paths.state_dir()}: {exc.strerror}",
+            "Make that folder writable, or set XDG_STATE_HOME to a writable location.",
         )
-        print("Make that folder writable, or set XDG_STATE_HOME to a writable location.", file=sys.stderr)
-        return EXIT_FAILURE
     node = Node.from_config(cfg, node_id=node_id, config_path=config_path, port=args.port)
     headless = args.headless or not has_display() or not gui_available()
     try:
@@ -106,6 +101,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             run_tray(node)
     except PortInUseError as exc:
         log.error("%s", exc)
-        print(f"lumen-hub start: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _refuse(str(exc))
     return EXIT_OK
+
+
+def _refuse(message: str, hint: str = "", *, code: int = EXIT_FAILURE) -> int:
+    """Say on stderr why the node does not start (and what to do), and give the exit code."""
+    print(f"lumen-hub start: {message}", file=sys.stderr)
+    if hint:
+        print(hint, file=sys.stderr)
+    return code
