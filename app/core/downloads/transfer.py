@@ -136,60 +136,51 @@ def fetch_file(
     Raises VerificationError when it is still wrong after one full re-fetch, DownloadError after
     the retries are spent (NotEnoughSpace / DiskError when staging cannot be written),
     Interrupted subclasses when stopped."""
-    with writing(staging.partial(remote.path)):
-        return _fetch(source, listing, remote, staging, control, policy, on_bytes, on_state)
-
-
-def _fetch(
-    source: Source,
-    listing: RepoListing,
-    remote: RemoteFile,
-    staging: Staging,
-    control: TransferControl,
-    policy: RetryPolicy,
-    on_bytes: ProgressFn,
-    on_state: StateFn,
-) -> str:
     rel = remote.path
-    failures = 0
-    refetched = False
-    while True:
-        control.check()
-        digest = staging.verified_digest(rel, remote, listing.source)
-        if digest:
-            on_bytes(rel, remote.size, False)
-            return digest
-        offset = staging.prepare(rel, remote, listing.source)
-        on_bytes(rel, offset, False)
-        before = offset
-        try:
-            sha256, git_sha1, offset = _receive(source, listing, remote, staging, control, offset, on_bytes)
-            on_state(rel, "verifying")
-            problem = _verify(remote, offset, sha256, git_sha1)
-        except VerificationError as exc:  # the server sent too much
-            problem, sha256 = str(exc), ""
-        except TransientError as exc:
-            if isinstance(exc.__cause__, RangeRefused):
-                staging.reset(rel)
-            gained = staging.staged_bytes(rel, remote, listing.source) > before
-            failures = 1 if gained else failures + 1
-            if failures > policy.retries:
-                raise DownloadError(
-                    f"{rel}: {exc} (gave up after {failures} failed attempt{'s' if failures > 1 else ''})"
-                ) from exc
-            wait = policy.wait(failures, exc.retry_after)
-            log.info("%s from %s: %s; retrying in %.1fs", rel, listing.source, exc, wait)
-            control.sleep(wait)
-            continue
-        if problem is None:
-            staging.mark_verified(rel, remote, listing.source, sha256)
-            return sha256
-        staging.reset(rel)
-        if refetched:
-            raise VerificationError(f"{rel} from {listing.source}: {problem}, again after a fresh download")
-        log.warning("%s from %s: %s; downloading it again", rel, listing.source, problem)
-        refetched = True
-        on_state(rel, "downloading")
+    with writing(staging.partial(rel)):
+        failures = 0
+        refetched = False
+        while True:
+            control.check()
+            digest = staging.verified_digest(rel, remote, listing.source)
+            if digest:
+                on_bytes(rel, remote.size, False)
+                return digest
+            offset = staging.prepare(rel, remote, listing.source)
+            on_bytes(rel, offset, False)
+            before = offset
+            try:
+                sha256, git_sha1, offset = _receive(
+                    source, listing, remote, staging, control, offset, on_bytes
+                )
+                on_state(rel, "verifying")
+                problem = _verify(remote, offset, sha256, git_sha1)
+            except VerificationError as exc:  # the server sent too much
+                problem, sha256 = str(exc), ""
+            except TransientError as exc:
+                if isinstance(exc.__cause__, RangeRefused):
+                    staging.reset(rel)
+                gained = staging.staged_bytes(rel, remote, listing.source) > before
+                failures = 1 if gained else failures + 1
+                if failures > policy.retries:
+                    raise DownloadError(
+                        f"{rel}: {exc} (gave up after {failures} failed attempt{'s' if failures > 1 else ''})"
+                    ) from exc
+                wait = policy.wait(failures, exc.retry_after)
+                log.info("%s from %s: %s; retrying in %.1fs", rel, listing.source, exc, wait)
+                control.sleep(wait)
+                continue
+            if problem is None:
+                staging.mark_verified(rel, remote, listing.source, sha256)
+                return sha256
+            staging.reset(rel)
+            if refetched:
+                raise VerificationError(
+                    f"{rel} from {listing.source}: {problem}, again after a fresh download"
+                )
+            log.warning("%s from %s: %s; downloading it again", rel, listing.source, problem)
+            refetched = True
+            on_state(rel, "downloading")
 
 
 def _receive(
