@@ -23,6 +23,16 @@ def _image(seed=0):
     return InferenceRequest("semantic_image_embed", image_bytes(24, 24, seed=seed), "image/png")
 
 
+def _three_models(tmp_path) -> ServiceSpec:
+    """One clip service with models m0, m1, m2 under aliases a0, a1, a2."""
+    models = [write_clip_model(tmp_path, name=f"m{i}", seed=i) for i in range(3)]
+    return ServiceSpec(
+        name="clip",
+        models=tuple(m.model_spec(alias=f"a{i}") for i, m in enumerate(models)),
+        default_model="a0",
+    )
+
+
 async def test_lazy_load_once_shared_by_all_tasks(tiny_clip, host_factory):
     recorder = SessionRecorder()
     host = host_factory([tiny_clip.service_spec()], registry={"clip": recorder.factory(ClipService)})
@@ -90,12 +100,7 @@ async def test_ttl_zero_never_unloads(tiny_clip, host_factory):
 
 
 async def test_lru_evicts_the_least_recently_used(tmp_path, host_factory):
-    models = [write_clip_model(tmp_path, name=f"m{i}", seed=i) for i in range(3)]
-    spec = ServiceSpec(
-        name="clip",
-        models=tuple(m.model_spec(alias=f"a{i}") for i, m in enumerate(models)),
-        default_model="a0",
-    )
+    spec = _three_models(tmp_path)
     host = host_factory([spec], max_loaded_models=2)
     slots = host.model_slots("clip")
 
@@ -121,12 +126,7 @@ async def test_lru_evicts_the_least_recently_used(tmp_path, host_factory):
 
 
 async def test_loads_above_the_limit_give_way_as_soon_as_their_models_are_idle(tmp_path, host_factory):
-    models = [write_clip_model(tmp_path, name=f"m{i}", seed=i) for i in range(3)]
-    spec = ServiceSpec(
-        name="clip",
-        models=tuple(m.model_spec(alias=f"a{i}") for i, m in enumerate(models)),
-        default_model="a0",
-    )
+    spec = _three_models(tmp_path)
     recorder = SessionRecorder(delay_s=0.05)
     host = host_factory([spec], registry={"clip": recorder.factory(ClipService)}, max_loaded_models=1)
     slots = host.model_slots("clip")
